@@ -1,0 +1,45 @@
+"""The one critic protocol every critic implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from critics.critique import Critique
+from envs.problems import Problem
+
+__all__ = ["Critic", "BaseCritic", "NullCritic"]
+
+
+@runtime_checkable
+class Critic(Protocol):
+    """Step-level feedback on a solution; ``steps`` are the solution's lines so far (answer line last)."""
+
+    name: str
+
+    def critique(self, problem: Problem, steps: Sequence[str]) -> Critique: ...
+
+    def critique_batch(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]: ...
+
+
+class BaseCritic:
+    """Gives a critic the batched call for free; model critics override it to batch their ``generate``."""
+
+    name = "base"
+
+    def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def critique_batch(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:
+        if len(problems) != len(steps):
+            raise ValueError(f"{len(problems)} problems but {len(steps)} step lists")
+        return [self.critique(p, s) for p, s in zip(problems, steps)]
+
+
+class NullCritic(BaseCritic):
+    """No feedback: the actor-alone baseline."""
+
+    name = "none"
+
+    def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
+        return Critique.abstain()

@@ -1,0 +1,314 @@
+"""``MathReasoningEnv``: one math problem per episode, a critic in the loop, the verifier as the reward.
+
+Observation: ``{"problem", "steps", "feedback"}`` texts: the question, the solution lines kept so far, and the
+critic's feedback on the last attempt (empty until the critic flags something).
+
+Action: the actor's next solution line (``action_unit="step"``) or a whole solution (``"solution"``). Either way
+an action may hold several lines; each non-empty line becomes a step, and nothing after an answer line is kept.
+
+Critique: after every action (``critique_timing="step"``) or only once an answer line arrives (``"final"``) the
+critic reviews the solution so far. When it flags step ``k`` and refinement rounds remain, the solution is cut
+back to steps ``1..k-1`` and the feedback appears in the next observation, so the actor revises from the flagged
+step. Without rounds left, the solution stands as written.
+
+End: ``terminated`` once an answer line is accepted (the critic finds no error, or no rounds are left);
+``truncated`` when ``max_turns`` actions pass without one.
+
+Reward (sparse by default): ``correct_reward`` when the verifier accepts the final answer, else 0. Optional
+shaping, all off by default: ``-invalid_action_penalty`` for each empty, non-text or over-long action, and
+``-refinement_penalty`` for each refinement round the critic forces.
+"""
+
+from __future__ import annotations
+
+import string
+import unicodedata
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+from gymnasium import spaces
+
+from critics.base import Critic, NullCritic
+from critics.critique import Critique
+from envs.problems import Problem, ProblemSource
+from rewards.answer import is_answer_line
+from rewards.verifier import VerificationResult, verify_response
+
+__all__ = ["EnvConfig", "MathReasoningEnv", "EpisodeRecord", "Attempt", "CHARSET", "sanitize_text", "feedback_summary", "run_episode"]
+
+# Printable ASCII plus the non-ASCII characters real math problems use (GSM8K and MATH-500 use exactly the
+# ones in the first group); anything else is replaced by "?" in observations, never in the episode record.
+_UNICODE = "¢£³¼½¾×çèéñ÷А\u200b–—‘’“”€−√" + "πθαβγδλμσφωΔΣΠ∞±≤≥≠≈→←↔⇒·•…°²¹⁰√∑∏∫∂∈∉⊂∪∩∠⊥∥✓✗"
+CHARSET = frozenset(string.printable) | frozenset(_UNICODE)
+_CHARSET_STR = "".join(sorted(CHARSET))
+
+
+def sanitize_text(text: str, max_length: int) -> str:
+    """Fit text into the observation space: NFC, unknown characters as ``?``, the last ``max_length`` chars."""
+    text = unicodedata.normalize("NFC", text)
+    text = "".join(ch if ch in CHARSET else "?" for ch in text)
+    return text if len(text) <= max_length else text[-max_length:]
+
+
+@dataclass
+class EnvConfig:
+    """Settings of :class:`MathReasoningEnv` (see the module docstring for what each does)."""
+
+    action_unit: str = "step"  # "step" | "solution"
+    critique_timing: str = "final"  # "step" | "final"
+    max_turns: int = 32
+    max_refinements: int = 2
+    max_action_chars: int = 512
+    max_problem_chars: int = 4096
+    max_feedback_chars: int = 2048
+    correct_reward: float = 1.0
+    invalid_action_penalty: float = 0.0
+    refinement_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.action_unit not in ("step", "solution"):
+            raise ValueError(f"action_unit must be 'step' or 'solution', got {self.action_unit!r}")
+        if self.critique_timing not in ("step", "final"):
+            raise ValueError(f"critique_timing must be 'step' or 'final', got {self.critique_timing!r}")
+        for name in ("max_turns", "max_action_chars", "max_problem_chars", "max_feedback_chars"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_refinements < 0:
+            raise ValueError(f"max_refinements must be >= 0, got {self.max_refinements}")
+
+    @property
+    def max_steps_chars(self) -> int:
+        return self.max_turns * (self.max_action_chars + 1)
+
+
+@dataclass
+class Attempt:
+    """A solution the critic reviewed; ``cut_at`` is the step it was cut back to (None: it stood)."""
+
+    steps: list[str]
+    critique: Critique
+    cut_at: int | None
+
+
+@dataclass
+class EpisodeRecord:
+    """Everything that happened in one episode, structured so trainers never re-parse text."""
+
+    problem: Problem
+    steps: list[str] = field(default_factory=list)
+    attempts: list[Attempt] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    action_errors: list[str] = field(default_factory=list)
+    refinement_rounds: int = 0
+    turns: int = 0
+    final_answer: str | None = None
+    verification: VerificationResult | None = None
+    total_reward: float = 0.0
+    done: bool = False
+
+    @property
+    def critiques(self) -> list[Critique]:
+        return [a.critique for a in self.attempts]
+
+    @property
+    def correct(self) -> bool:
+        return self.verification is not None and self.verification.correct
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "problem": self.problem.to_dict(),
+            "steps": list(self.steps),
+            "attempts": [{"steps": a.steps, "critique": a.critique.to_dict(), "cut_at": a.cut_at}
+                         for a in self.attempts],
+            "actions": list(self.actions),
+            "action_errors": list(self.action_errors),
+            "refinement_rounds": self.refinement_rounds,
+            "turns": self.turns,
+            "final_answer": self.final_answer,
+            "verification": asdict(self.verification) if self.verification else None,
+            "correct": self.correct,
+            "total_reward": self.total_reward,
+        }
+
+
+class MathReasoningEnv(gym.Env):
+    """A math problem as an episode: the actor writes steps, a critic gives feedback, the verifier rewards."""
+
+    metadata = {"render_modes": ["ansi", "human"], "render_fps": 4}
+
+    def __init__(
+        self,
+        problems: ProblemSource | None = None,
+        critic: Critic | None = None,
+        config: EnvConfig | None = None,
+        render_mode: str | None = None,
+        **config_overrides: Any,
+    ):
+        if problems is None:
+            from envs.synthetic import SyntheticArithmetic
+
+            problems = SyntheticArithmetic()
+        if len(problems) == 0:
+            raise ValueError("MathReasoningEnv needs a non-empty problem source")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']}, got {render_mode!r}")
+        self.problems = problems
+        self.critic: Critic = critic if critic is not None else NullCritic()
+        self.config = EnvConfig(**{**asdict(config or EnvConfig()), **config_overrides})
+        self.render_mode = render_mode
+        c = self.config
+        self.observation_space = spaces.Dict({
+            "problem": spaces.Text(c.max_problem_chars, min_length=0, charset=_CHARSET_STR),
+            "steps": spaces.Text(c.max_steps_chars, min_length=0, charset=_CHARSET_STR),
+            "feedback": spaces.Text(c.max_feedback_chars, min_length=0, charset=_CHARSET_STR),
+        })
+        self.action_space = spaces.Text(c.max_action_chars, min_length=0, charset=_CHARSET_STR)
+        self.record: EpisodeRecord | None = None
+        self._feedback = ""
+
+    # -- gymnasium API ---------------------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        options = options or {}
+        if "problem" in options:
+            problem = options["problem"]
+        elif "index" in options:
+            problem = self.problems[int(options["index"])]
+        else:
+            problem = self.problems[int(self.np_random.integers(len(self.problems)))]
+        self.record = EpisodeRecord(problem=problem)
+        self._feedback = ""
+        return self._observation(), self._info()
+
+    def step(self, action: Any):
+        if self.record is None or self.record.done:
+            raise RuntimeError("MathReasoningEnv.step() called before reset() or after the episode ended")
+        record, c = self.record, self.config
+        record.turns += 1
+        reward = 0.0
+        lines, error, truncated_action = self._parse_action(action)
+        record.actions.append(action if isinstance(action, str) else repr(action))
+        if error:
+            record.action_errors.append(error)
+        if error or truncated_action:
+            reward -= c.invalid_action_penalty
+        record.steps.extend(lines)
+        answered = bool(record.steps) and is_answer_line(record.steps[-1])
+        critique, refined = None, False
+        if lines and (answered or c.critique_timing == "step"):
+            critique = self.critic.critique(record.problem, tuple(record.steps))
+            refined = self._apply_critique(critique)
+            self._feedback = feedback_summary(critique) if refined else ""
+            if refined:
+                reward -= c.refinement_penalty
+                answered = False
+        terminated = answered
+        truncated = not terminated and record.turns >= c.max_turns
+        if terminated:
+            reward += self._finish()
+        record.done = terminated or truncated
+        record.total_reward += reward
+        if self.render_mode == "human":
+            print(self._render_text())
+        return self._observation(), reward, terminated, truncated, self._info(
+            critique=critique, refined=refined, action_error=error, action_truncated=truncated_action)
+
+    def render(self) -> str | None:
+        """``ansi``: the episode so far as text; ``human``: printed after every step, so nothing here."""
+        if self.render_mode == "human":
+            return None
+        return self._render_text()
+
+    def _render_text(self) -> str | None:
+        if self.record is None:
+            return None
+        r = self.record
+        out = [f"Problem: {r.problem.question}", *r.steps]
+        if self._feedback:
+            out.append(f"[critic] {self._feedback}")
+        if r.verification is not None:
+            out.append(f"[verifier] {r.verification.reason} -> reward {r.verification.reward}")
+        return "\n".join(out)
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _parse_action(self, action: Any) -> tuple[list[str], str | None, bool]:
+        """Split an action into solution lines; never raises on bad input, reports it instead."""
+        if not isinstance(action, str):
+            return [], f"action is {type(action).__name__}, not text", False
+        truncated = len(action) > self.config.max_action_chars
+        if truncated:
+            action = action[: self.config.max_action_chars]
+        lines = [line.strip() for line in action.replace("\r", "\n").split("\n") if line.strip()]
+        if not lines:
+            return [], "empty action", truncated
+        kept = []
+        for line in lines:
+            kept.append(line)
+            if is_answer_line(line):
+                break
+        error = "over-long action truncated" if truncated else None
+        if len(kept) < len(lines):
+            error = (error + "; " if error else "") + "text after the answer line ignored"
+        return kept, error, truncated
+
+    def _apply_critique(self, critique: Critique) -> bool:
+        """Record the critique; cut the solution back to the flagged step if a refinement round is left."""
+        record = self.record
+        first = critique.first_error_step
+        can_refine = first is not None and record.refinement_rounds < self.config.max_refinements
+        record.attempts.append(Attempt(list(record.steps), critique, first - 1 if can_refine else None))
+        if not can_refine:
+            return False
+        record.refinement_rounds += 1
+        del record.steps[first - 1:]
+        return True
+
+    def _finish(self) -> float:
+        record = self.record
+        record.verification = verify_response("\n".join(record.steps), record.problem.answer)
+        record.final_answer = record.verification.extracted
+        return self.config.correct_reward if record.verification.correct else 0.0
+
+    def _observation(self) -> dict[str, str]:
+        c, r = self.config, self.record
+        return {
+            "problem": sanitize_text(r.problem.question, c.max_problem_chars),
+            "steps": sanitize_text("\n".join(r.steps), c.max_steps_chars),
+            "feedback": sanitize_text(self._feedback, c.max_feedback_chars),
+        }
+
+    def _info(self, **extra: Any) -> dict[str, Any]:
+        r = self.record
+        return {
+            "record": r,
+            "problem_id": r.problem.id,
+            "difficulty": r.problem.difficulty,
+            "gold_answer": r.problem.answer,
+            "refinement_rounds": r.refinement_rounds,
+            "turns": r.turns,
+            "final_answer": r.final_answer,
+            "correct": r.correct,
+            **extra,
+        }
+
+
+def feedback_summary(critique: Critique) -> str:
+    """What the actor is shown: the first flagged step's feedback and the critic's hint."""
+    first = critique.first_error_step
+    if first is None:
+        return ""
+    text = critique.feedback_for(first) or f"Step {first} is wrong."
+    return f"{text} Hint: {critique.hint}" if critique.hint else text
+
+
+def run_episode(env: MathReasoningEnv, policy: Any, seed: int | None = None,
+                options: dict[str, Any] | None = None) -> EpisodeRecord:
+    """Play one episode with ``policy.act(observation, info) -> action``; returns the episode record."""
+    observation, info = env.reset(seed=seed, options=options)
+    while True:
+        observation, _, terminated, truncated, info = env.step(policy.act(observation, info))
+        if terminated or truncated:
+            return info["record"]

@@ -1,0 +1,117 @@
+"""The stages ``train.py`` runs, and the runner that caches each finished stage in the run folder."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gymnasium.utils.env_checker import check_env
+from omegaconf import DictConfig, OmegaConf
+
+from agents.scripted import ScriptedActor
+from critics import NullCritic
+from envs import SyntheticArithmetic, run_episode
+from pipeline.config import ConfigError
+from pipeline.factory import make_critic, make_env, make_problem_source
+from storage import atomic_write_json, read_json
+
+__all__ = ["STAGES", "Stage", "run_stages"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[DictConfig, Path], dict[str, Any]]
+    cached: bool  # a finished run is reused until asked to rerun (expensive stages: training)
+    about: str
+
+
+def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """gymnasium's check_env on the configured env, then scripted episodes through it."""
+    env = make_env(cfg)
+    check_env(env, skip_render_check=True)
+    n = int(cfg.env_check.episodes)
+    # Scripted episodes need reference programs: use synthetic problems for them whatever `problems` is.
+    problems = make_problem_source(cfg.problems) if cfg.problems.name == "synthetic" else SyntheticArithmetic(
+        size=n, seed=int(cfg.seed), split="test")
+    critic = make_critic(cfg.critic)
+    results: dict[str, Any] = {"check_env": "passed", "critic": critic.name, "episodes": n}
+    for label, actor, episode_critic in (
+        ("correct_solutions", ScriptedActor(), critic),
+        ("one_error_no_critic", ScriptedActor(error_step=2, seed=int(cfg.seed)), NullCritic()),
+        (f"one_error_with_{critic.name}", ScriptedActor(error_step=2, seed=int(cfg.seed)), critic),
+    ):
+        episode_env = make_env(cfg, problems=problems, critic=episode_critic)
+        records = [run_episode(episode_env, actor, options={"index": i % len(problems)}) for i in range(n)]
+        results[label] = {
+            "accuracy": sum(r.correct for r in records) / n,
+            "mean_refinement_rounds": sum(r.refinement_rounds for r in records) / n,
+        }
+    return results
+
+
+def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Episodes shown step by step: a scripted actor with one mistake, and the configured critic."""
+    env = make_env(cfg, problems=SyntheticArithmetic(size=max(8, int(cfg.demo.episodes)), min_steps=3,
+                                                      max_steps=5, seed=int(cfg.seed), split="test")
+                   if cfg.problems.name != "synthetic" else None)
+    actor = ScriptedActor(error_step=cfg.demo.error_step, error_kind=cfg.demo.error_kind, seed=int(cfg.seed))
+    shown = []
+    for episode in range(int(cfg.demo.episodes)):
+        observation, info = env.reset(seed=int(cfg.seed) + episode)
+        print(f"\n--- episode {episode + 1}: {info['problem_id']} (difficulty {info['difficulty']}) ---")
+        print(f"problem : {observation['problem']}")
+        while True:
+            action = actor.act(observation, info)
+            observation, reward, terminated, truncated, info = env.step(action)
+            print(f"actor   : {action}")
+            if info["refined"]:
+                print(f"critic  : {observation['feedback']}")
+                print(f"          (solution cut back to {len(info['record'].steps)} step(s); round "
+                      f"{info['refinement_rounds']})")
+            if terminated or truncated:
+                v = info["record"].verification
+                print(f"verifier: {v.reason if v else 'no answer'} -> reward {reward}")
+                break
+        shown.append(info["record"].to_dict())
+    atomic_write_json(run_dir / "demo_episodes.json", shown)
+    return {"episodes": len(shown), "correct": sum(e["correct"] for e in shown)}
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in (
+        Stage("env_check", _env_check, False, "gymnasium check_env + scripted episodes"),
+        Stage("demo", _demo, False, "an episode step by step with the configured critic"),
+    )
+}
+
+
+def run_stages(cfg: DictConfig) -> dict[str, Any]:
+    unknown = [s for s in cfg.stages if s not in STAGES]
+    if unknown:
+        raise ConfigError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
+    rerun = set(cfg.rerun)
+    if "all" in rerun:
+        rerun = set(STAGES)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "config.json", OmegaConf.to_container(cfg, resolve=True))
+    summary = {}
+    for name in cfg.stages:
+        stage, out = STAGES[name], run_dir / f"{name}.json"
+        if stage.cached and out.exists() and name not in rerun:
+            print(f"[{name}] cached: {out}")
+            summary[name] = read_json(out)
+            continue
+        print(f"[{name}] {stage.about}")
+        start = time.perf_counter()
+        result = stage.run(cfg, run_dir)
+        result["seconds"] = round(time.perf_counter() - start, 2)
+        atomic_write_json(out, result)
+        print(f"[{name}] done in {result['seconds']} s -> {out}")
+        summary[name] = result
+    return summary
