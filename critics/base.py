@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from critics.critique import Critique
-from envs.problems import Problem
+
+if TYPE_CHECKING:  # critics sit below envs; the Problem type is only needed for annotations
+    from envs.problems import Problem
 
 __all__ = ["Critic", "BaseCritic", "NullCritic"]
 

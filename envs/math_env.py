@@ -35,7 +35,16 @@ from envs.problems import Problem, ProblemSource
 from rewards.answer import is_answer_line
 from rewards.verifier import VerificationResult, verify_response
 
-__all__ = ["EnvConfig", "MathReasoningEnv", "EpisodeRecord", "Attempt", "CHARSET", "sanitize_text", "feedback_summary", "run_episode"]
+__all__ = [
+    "CHARSET",
+    "Attempt",
+    "EnvConfig",
+    "EpisodeRecord",
+    "MathReasoningEnv",
+    "feedback_summary",
+    "run_episode",
+    "sanitize_text",
+]
 
 # Printable ASCII plus the non-ASCII characters real math problems use (GSM8K and MATH-500 use exactly the
 # ones in the first group); anything else is replaced by "?" in observations, never in the episode record.

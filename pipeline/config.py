@@ -62,7 +62,7 @@ def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DI
         base = _compose(group_overrides, config_dir)
     except HydraException as err:
         raise ConfigError(str(err)) from err
-    for key, override in value_overrides:
+    for key, _ in value_overrides:
         _check_key(base, key)
     try:
         cfg = _compose(group_overrides + [o for _, o in value_overrides], config_dir)

@@ -103,7 +103,7 @@ def _evaluate(expression: str) -> Fraction | None:
     expr = _MIXED_NUMBER_RE.sub(r"(\1+\2/\3)", expr)  # "1 1/2" is one and a half
     if not expr or len(expr) > _MAX_EXPR_CHARS or not re.search(r"\d", expr):
         return None
-    if re.search(r"\*\*\s*\(?\s*\d{3,}", expr):  # refuse huge powers
+    if expr.count("**") > 1 or re.search(r"\*\*\s*\(?\s*-?\d{3,}", expr):  # refuse huge powers (9^9^9)
         return None
     try:
         value = sympy.sympify(expr, rational=True)
