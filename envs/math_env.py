@@ -5,6 +5,8 @@ critic's feedback on the last attempt (empty until the critic flags something).
 
 Action: the actor's next solution line (``action_unit="step"``) or a whole solution (``"solution"``). Either way
 an action may hold several lines; each non-empty line becomes a step, and nothing after an answer line is kept.
+A whole-solution action is final even when it has no answer line or is empty (the verifier then finds no
+answer, or the last number).
 
 Critique: after every action (``critique_timing="step"``) or only once an answer line arrives (``"final"``) the
 critic reviews the solution so far. When it flags step ``k`` and refinement rounds remain, the solution is cut
@@ -40,6 +42,8 @@ __all__ = [
     "Attempt",
     "EnvConfig",
     "EpisodeRecord",
+    "Generation",
+    "PendingStep",
     "MathReasoningEnv",
     "feedback_summary",
     "run_episode",
@@ -64,7 +68,7 @@ def sanitize_text(text: str, max_length: int) -> str:
 class EnvConfig:
     """Settings of :class:`MathReasoningEnv` (see the module docstring for what each does)."""
 
-    action_unit: str = "step"  # "step" | "solution"
+    action_unit: str = "solution"  # "solution" | "step"
     critique_timing: str = "final"  # "step" | "final"
     max_turns: int = 32
     max_refinements: int = 2
@@ -91,6 +95,27 @@ class EnvConfig:
         return self.max_turns * (self.max_action_chars + 1)
 
 
+@dataclass(frozen=True)
+class PendingStep:
+    """An action taken into the solution, waiting for the critic (see ``MathReasoningEnv.submit``)."""
+
+    steps: tuple[str, ...]
+    needs_critique: bool
+    answered: bool
+    action_error: str | None
+    action_truncated: bool
+
+
+@dataclass
+class Generation:
+    """One model call of an episode: the exact token ids it was prompted with and sampled (for trainers)."""
+
+    prompt_ids: list[int]
+    completion_ids: list[int]
+    logprobs: list[float] | None = None
+    retokenized: bool = False  # some prompt ids came from re-encoding text, not from earlier samples
+
+
 @dataclass
 class Attempt:
     """A solution the critic reviewed; ``cut_at`` is the step it was cut back to (None: it stood)."""
@@ -109,6 +134,7 @@ class EpisodeRecord:
     attempts: list[Attempt] = field(default_factory=list)
     actions: list[str] = field(default_factory=list)
     action_errors: list[str] = field(default_factory=list)
+    generations: list[Generation] = field(default_factory=list)  # filled by model actors
     refinement_rounds: int = 0
     turns: int = 0
     final_answer: str | None = None
@@ -132,6 +158,7 @@ class EpisodeRecord:
                          for a in self.attempts],
             "actions": list(self.actions),
             "action_errors": list(self.action_errors),
+            "generations": [asdict(g) for g in self.generations],
             "refinement_rounds": self.refinement_rounds,
             "turns": self.turns,
             "final_answer": self.final_answer,
@@ -175,6 +202,7 @@ class MathReasoningEnv(gym.Env):
         self.action_space = spaces.Text(c.max_action_chars, min_length=0, charset=_CHARSET_STR)
         self.record: EpisodeRecord | None = None
         self._feedback = ""
+        self._pending: PendingStep | None = None
 
     # -- gymnasium API ---------------------------------------------------------------------------------------
 
@@ -189,30 +217,54 @@ class MathReasoningEnv(gym.Env):
             problem = self.problems[int(self.np_random.integers(len(self.problems)))]
         self.record = EpisodeRecord(problem=problem)
         self._feedback = ""
+        self._pending = None
         return self._observation(), self._info()
 
     def step(self, action: Any):
+        pending = self.submit(action)
+        critique = self.critic.critique(self.record.problem, pending.steps) if pending.needs_critique else None
+        return self.resolve(pending, critique)
+
+    # ``step`` in two halves, so a vectorised rollout can batch the critic over many environments:
+    # ``submit`` every env's action, one ``critic.critique_batch`` for those that need it, ``resolve`` each.
+
+    def submit(self, action: Any) -> PendingStep:
+        """Take the action into the solution; say whether the critic must now review it."""
         if self.record is None or self.record.done:
             raise RuntimeError("MathReasoningEnv.step() called before reset() or after the episode ended")
         record, c = self.record, self.config
+        if self._pending is not None:
+            raise RuntimeError("MathReasoningEnv.submit() called twice without resolve()")
         record.turns += 1
-        reward = 0.0
         lines, error, truncated_action = self._parse_action(action)
         record.actions.append(action if isinstance(action, str) else repr(action))
         if error:
             record.action_errors.append(error)
-        if error or truncated_action:
-            reward -= c.invalid_action_penalty
         record.steps.extend(lines)
-        answered = bool(record.steps) and is_answer_line(record.steps[-1])
-        critique, refined = None, False
-        if lines and (answered or c.critique_timing == "step"):
-            critique = self.critic.critique(record.problem, tuple(record.steps))
+        # a whole-solution action is the actor's final word, even without an answer line (or empty)
+        answered = c.action_unit == "solution" or (bool(record.steps) and is_answer_line(record.steps[-1]))
+        needs = bool(lines) and (answered or c.critique_timing == "step")
+        self._pending = PendingStep(tuple(record.steps), needs, answered, error, truncated_action)
+        return self._pending
+
+    def resolve(self, pending: PendingStep, critique: Critique | None):
+        """Apply the critic's verdict on a submitted action and finish the gymnasium step."""
+        if pending is not self._pending:
+            raise RuntimeError("MathReasoningEnv.resolve() got a step this environment did not submit")
+        self._pending = None
+        if pending.needs_critique and critique is None:
+            raise ValueError("this step needs a critique and none was given")
+        record, c = self.record, self.config
+        reward = -c.invalid_action_penalty if (pending.action_error or pending.action_truncated) else 0.0
+        answered, refined = pending.answered, False
+        if pending.needs_critique:
             refined = self._apply_critique(critique)
             self._feedback = feedback_summary(critique) if refined else ""
             if refined:
                 reward -= c.refinement_penalty
                 answered = False
+        else:
+            critique = None
         terminated = answered
         truncated = not terminated and record.turns >= c.max_turns
         if terminated:
@@ -222,7 +274,8 @@ class MathReasoningEnv(gym.Env):
         if self.render_mode == "human":
             print(self._render_text())
         return self._observation(), reward, terminated, truncated, self._info(
-            critique=critique, refined=refined, action_error=error, action_truncated=truncated_action)
+            critique=critique, refined=refined, action_error=pending.action_error,
+            action_truncated=pending.action_truncated)
 
     def render(self) -> str | None:
         """``ansi``: the episode so far as text; ``human``: printed after every step, so nothing here."""

@@ -210,7 +210,9 @@ class SyntheticArithmetic:
     def __len__(self) -> int:
         return self.size
 
-    def __getitem__(self, index: int) -> Problem:
+    def __getitem__(self, index: int | slice) -> Problem | list[Problem]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self.size))]
         if index < 0:
             index += self.size
         if not 0 <= index < self.size:

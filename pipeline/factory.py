@@ -11,7 +11,7 @@ from critics import Critic, NullCritic, OracleCritic
 from envs import EnvConfig, MathReasoningEnv, ProblemSource, SyntheticArithmetic, load_gsm8k, load_math
 from pipeline.config import ConfigError
 
-__all__ = ["make_problem_source", "make_critic", "make_env", "PROBLEM_SOURCES", "CRITICS"]
+__all__ = ["make_problem_source", "make_critic", "make_env", "make_actor", "PROBLEM_SOURCES", "CRITICS"]
 
 
 def _plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -65,3 +65,29 @@ def make_env(cfg: DictConfig, problems: ProblemSource | None = None, critic: Cri
         critic if critic is not None else make_critic(cfg.critic),
         env_config,
     )
+
+
+def make_actor(actor_cfg: DictConfig, checkpoint: str | None) -> Any:
+    """An :class:`agents.Actor` over the backend the config names, loading ``checkpoint`` (or ``actor.model``)."""
+    from agents.actor import Actor
+    from agents.backends import SamplingParams, make_backend
+    from agents.prompts import PromptTemplate
+
+    a = actor_cfg
+    model = a.model or checkpoint
+    if not model:
+        raise ConfigError("actor: no model to load; set actor.model or run the warmup stage")
+    if a.backend == "hf":
+        backend = make_backend("hf", str(model), batch_size=int(a.batch_size), threads=int(a.threads))
+    elif a.backend == "openai":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model)) if checkpoint or a.model else None
+        backend = make_backend("openai", str(a.served_model or model), base_url=a.base_url, tokenizer=tokenizer)
+    elif a.backend == "vllm":
+        backend = make_backend("vllm", str(model))
+    else:
+        raise ConfigError(f"unknown actor.backend {a.backend!r}; valid: hf, openai, vllm")
+    sampling = SamplingParams(max_new_tokens=int(a.max_new_tokens), temperature=float(a.temperature),
+                              top_p=float(a.top_p))
+    return Actor(backend, PromptTemplate(number_format=a.number_format), sampling, action_unit="solution")

@@ -15,8 +15,11 @@ from agents.scripted import ScriptedActor
 from critics import NullCritic
 from envs import SyntheticArithmetic, run_episode
 from pipeline.config import ConfigError
-from pipeline.factory import make_critic, make_env, make_problem_source
+from pipeline.factory import make_actor, make_critic, make_env, make_problem_source
 from storage import atomic_write_json, read_json
+
+REPO = Path(__file__).resolve().parent.parent
+SHIPPED_ACTOR = REPO / "checkpoints" / "tiny-actor"
 
 __all__ = ["STAGES", "Stage", "run_stages"]
 
@@ -31,6 +34,7 @@ class Stage:
 
 def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """gymnasium's check_env on the configured env, then scripted episodes through it."""
+    cfg = _scripted(cfg)
     env = make_env(cfg)
     check_env(env, skip_render_check=True)
     n = int(cfg.env_check.episodes)
@@ -55,6 +59,7 @@ def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Episodes shown step by step: a scripted actor with one mistake, and the configured critic."""
+    cfg = _scripted(cfg)
     env = make_env(cfg, problems=SyntheticArithmetic(size=max(8, int(cfg.demo.episodes)), min_steps=3,
                                                       max_steps=5, seed=int(cfg.seed), split="test")
                    if cfg.problems.name != "synthetic" else None)
@@ -81,11 +86,93 @@ def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return {"episodes": len(shown), "correct": sum(e["correct"] for e in shown)}
 
 
+def _scripted(cfg: DictConfig) -> DictConfig:
+    """The scripted actor writes one line per action."""
+    cfg = cfg.copy()
+    cfg.env.action_unit = "step"
+    return cfg
+
+
+def actor_checkpoint(cfg: DictConfig) -> str | None:
+    """Where the actor the later stages use lives: ``actor.model`` if set, else the warm-up's output."""
+    if cfg.actor.get("model"):
+        return str(cfg.actor.model)
+    path = Path(cfg.run_dir) / "actor"
+    return str(path) if path.exists() else None
+
+
+def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """The tiny actor: copied from the shipped checkpoint (``actor.init=shipped``) or trained by its recipe."""
+    import shutil
+
+    from storage import atomic_directory
+    from trainers.sft import ActorSFTConfig, train_tiny_actor
+
+    a = cfg.actor
+    out = run_dir / "actor"
+    if a.get("model"):
+        return {"skipped": f"actor.model={a.model} is used as it is"}
+    if a.init == "shipped":
+        if not (SHIPPED_ACTOR / "model.safetensors").exists():
+            raise ConfigError(f"actor.init=shipped but there is no checkpoint at {SHIPPED_ACTOR}; use actor.init=train")
+        with atomic_directory(out) as tmp:
+            shutil.copytree(SHIPPED_ACTOR, tmp, dirs_exist_ok=True)
+        recipe = read_json(out / "recipe.json")
+        print(f"[warmup] started from the shipped checkpoint {SHIPPED_ACTOR} "
+              f"(trained {recipe['train_seconds']} s, loss {recipe['train_loss']})")
+        return {"init": "shipped", "checkpoint": str(out), **{k: recipe[k] for k in ("train_loss", "parameters")}}
+    if a.init != "train":
+        raise ConfigError(f"actor.init must be shipped or train, got {a.init!r}")
+    recipe = ActorSFTConfig.from_dict(OmegaConf.to_container(a.warmup, resolve=True))
+    print(f"[warmup] training the tiny actor from scratch: {recipe.train_steps} steps of {recipe.batch_size}")
+    summary = train_tiny_actor(recipe, out)
+    return {"init": "train", "checkpoint": str(out), "train_seconds": summary["train_seconds"],
+            "train_loss": summary["train_loss"], "parameters": summary["parameters"]}
+
+
+def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Greedy accuracy of the actor alone, by difficulty, through the environment and the batched rollout."""
+    from critics import NullCritic
+    from envs import EnvConfig
+    from evaluation import accuracy_by_difficulty, format_table, write_results
+    from rollout import RolloutStats, rollout
+
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg))
+    problems = _eval_problems(cfg)
+    stats = RolloutStats()
+    env_config = EnvConfig(**{**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"})
+    records = rollout(problems, actor, NullCritic(), env_config, batch_size=int(cfg.actor.batch_size),
+                      seed=int(cfg.seed), stats=stats)
+    table = accuracy_by_difficulty(records)
+    columns = list(table["by_difficulty"])
+    md = format_table({f"actor ({cfg.actor.backend}, greedy)": table["by_difficulty"]}, columns,
+                      title="Actor accuracy by difficulty (number of steps)")
+    print(md)
+    metrics = {"accuracy": table, "episodes": stats.episodes, "completion_tokens": stats.completion_tokens,
+               "seconds": round(stats.seconds, 2)}
+    write_results(run_dir, "eval_actor", {"actor": OmegaConf.to_container(cfg.actor, resolve=True),
+                                          "problems": OmegaConf.to_container(cfg.problems, resolve=True)},
+                  metrics, {"accuracy": md})
+    return metrics
+
+
+def _eval_problems(cfg: DictConfig) -> list:
+    p = cfg.problems
+    if p.name == "synthetic":
+        levels = p.max_steps - p.min_steps + 1
+        source = make_problem_source(p, size=int(cfg.eval.problems_per_level) * levels, split="test")
+    else:
+        source = make_problem_source(p)
+    return list(source)[: cfg.eval.get("max_problems") or None]
+
+
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
         Stage("env_check", _env_check, False, "gymnasium check_env + scripted episodes"),
         Stage("demo", _demo, False, "an episode step by step with the configured critic"),
+        Stage("warmup", _warmup, True, "the tiny actor (shipped checkpoint or SFT from scratch)"),
+        Stage("eval_actor", _eval_actor, False, "actor accuracy by difficulty"),
     )
 }
 

@@ -13,11 +13,13 @@ from envs import MathReasoningEnv, SyntheticArithmetic, corrupt_solution, load_m
 
 
 def make(critic=None, **kw):
+    kw.setdefault("action_unit", "step")
     return MathReasoningEnv(SyntheticArithmetic(size=40, min_steps=2, max_steps=5, seed=0),
                             critic or OracleCritic(), **kw)
 
 
-@pytest.mark.parametrize("kw", [{}, {"action_unit": "solution", "critique_timing": "step"}])
+@pytest.mark.parametrize("kw", [{}, {"action_unit": "solution", "critique_timing": "step"},
+                                {"action_unit": "solution", "critique_timing": "final"}])
 def test_check_env_passes(kw):
     check_env(make(**kw), skip_render_check=True)
 
@@ -68,6 +70,13 @@ def test_refinement_budget_is_bounded():
     env.step("\n".join(bad.steps))
     _, reward, terminated, _, info = env.step("\n".join(bad.steps))  # repeats its mistake
     assert terminated and reward == 0.0 and info["refinement_rounds"] == 1
+
+
+def test_a_whole_solution_without_an_answer_line_is_final():
+    env = make(OracleCritic(), action_unit="solution", max_refinements=0)
+    _, info = env.reset(options={"index": 0})
+    _, reward, terminated, _, info = env.step("\n".join(info["record"].problem.steps[:-1]))
+    assert terminated and info["record"].verification is not None
 
 
 def test_whole_solution_actions_with_step_critique():

@@ -1,0 +1,131 @@
+"""``Actor``: environment observations -> prompts -> one batched ``generate`` -> actions, with exact token ids.
+
+Token ids are never re-derived from text that the model itself produced. Each episode keeps the token ids of the
+solution lines it sampled; when the critic cuts the solution back, the next prompt is the (re-encoded) header
+with the feedback followed by the kept lines' *sampled* ids. So a trainer can train on ``prompt_ids +
+completion_ids`` of every generation and be training on exactly what the actor saw and sampled. Where that is
+impossible (a line the environment truncated, a newline inside a token, a text-only backend) the generation is
+marked ``retokenized``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from agents.backends.base import Completion, LMBackend, SamplingParams
+from agents.prompts import PromptTemplate
+from envs.math_env import EpisodeRecord, Generation
+
+__all__ = ["Actor", "SampledLine", "split_completion_lines"]
+
+
+@dataclass
+class SampledLine:
+    text: str  # canonical text (numbers decoded, stripped), as the environment stores it
+    ids: list[int]  # the sampled ids of the line, its newline included
+    exact: bool = True  # False: the line boundary fell inside a token
+
+
+def split_completion_lines(tokenizer: Any, ids: Sequence[int], template: PromptTemplate) -> list[SampledLine]:
+    """Cut a completion's ids at newlines; blank lines are dropped, as the environment drops them."""
+    special = set(tokenizer.all_special_ids)
+    lines: list[SampledLine] = []
+    current: list[int] = []
+    text = ""
+    exact = True
+
+    def close() -> None:
+        canonical = template.decode(text).strip()
+        if canonical:
+            lines.append(SampledLine(canonical, list(current), exact))
+
+    for token in ids:
+        if token in special:
+            continue
+        piece = tokenizer.decode([token], skip_special_tokens=True)
+        current.append(token)
+        text += piece
+        if "\n" in piece:
+            head, _, tail = text.rpartition("\n")
+            exact = exact and not tail
+            text = head
+            close()
+            current, text, exact = [], tail, not tail
+    if current:
+        close()
+    return lines
+
+
+class Actor:
+    """Writes solutions (``action_unit="solution"``) or one step per call (``"step"``) with any LM backend."""
+
+    def __init__(self, backend: LMBackend, template: PromptTemplate | None = None,
+                 sampling: SamplingParams | None = None, action_unit: str = "solution"):
+        if action_unit not in ("solution", "step"):
+            raise ValueError(f"action_unit must be 'solution' or 'step', got {action_unit!r}")
+        self.backend = backend
+        self.template = template or PromptTemplate()
+        sampling = sampling or SamplingParams()
+        if action_unit == "step" and "\n" not in sampling.stop:
+            sampling = replace(sampling, stop=(*sampling.stop, "\n"))
+        self.sampling = sampling
+        self.action_unit = action_unit
+        self._lines: dict[int, tuple[EpisodeRecord, list[SampledLine]]] = {}
+
+    def act(self, observation: dict[str, str], info: dict[str, Any]) -> str:
+        return self.act_batch([observation], [info])[0]
+
+    def act_batch(self, observations: Sequence[dict[str, str]], infos: Sequence[dict[str, Any]]) -> list[str]:
+        """One ``generate`` call for every live episode; returns their actions (canonical text)."""
+        self._forget_finished()
+        records = [info["record"] for info in infos]
+        prompts, flags = [], []
+        for observation, record in zip(observations, records):
+            prompt, retokenized = self._prompt(record, observation.get("feedback", ""))
+            prompts.append(prompt)
+            flags.append(retokenized)
+        completions = [c[0] for c in self.backend.generate(prompts, replace(self.sampling, n=1))]
+        return [self._take(record, completion, retokenized)
+                for record, completion, retokenized in zip(records, completions, flags)]
+
+    # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _forget_finished(self) -> None:
+        for key in [k for k, (record, _) in self._lines.items() if record.done]:
+            del self._lines[key]
+
+    def _kept_lines(self, record: EpisodeRecord) -> tuple[list[SampledLine], bool]:
+        """The sampled lines the environment kept, re-encoding any it changed."""
+        sampled = self._lines.get(id(record), (record, []))[1]
+        kept, retokenized = [], False
+        for i, step in enumerate(record.steps):
+            if i < len(sampled) and sampled[i].text == step and sampled[i].exact:
+                kept.append(sampled[i])
+            else:
+                kept.append(SampledLine(step, self._encode(self.template.solution_lines([step])), False))
+                retokenized = True
+        return kept, retokenized
+
+    def _prompt(self, record: EpisodeRecord, feedback: str) -> tuple[str | list[int], bool]:
+        header = self.template.header(record.problem.question, feedback)
+        kept, retokenized = self._kept_lines(record)
+        self._lines[id(record)] = (record, kept)
+        if self.backend.tokenizer is None:  # a text-only backend: the server tokenises
+            return header + self.template.solution_lines([line.text for line in kept]), True
+        ids = self._encode(header)
+        for line in kept:
+            ids.extend(line.ids)
+        return ids, retokenized
+
+    def _encode(self, text: str) -> list[int]:
+        return self.backend.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _take(self, record: EpisodeRecord, completion: Completion, retokenized: bool) -> str:
+        record.generations.append(Generation(list(completion.prompt_token_ids), list(completion.token_ids),
+                                             completion.logprobs, retokenized))
+        if self.backend.tokenizer is not None:
+            new_lines = split_completion_lines(self.backend.tokenizer, completion.token_ids, self.template)
+            self._lines[id(record)][1].extend(new_lines)
+        return self.template.decode(completion.text)

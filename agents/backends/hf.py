@@ -1,0 +1,126 @@
+"""``HFBackend``: any transformers causal LM, batched with left padding and the KV cache, on CPU or CUDA."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from agents.backends.base import Completion, Prompt, SamplingParams, truncate_at_stop
+
+__all__ = ["HFBackend"]
+
+
+class HFBackend:
+    """Loads a local folder or a hub id (``model``), or wraps an already loaded model and tokenizer."""
+
+    name = "hf"
+
+    def __init__(self, model: str | os.PathLike | Any, tokenizer: Any = None, device: str = "auto",
+                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None):
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if threads:
+            torch.set_num_threads(threads)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(device)
+        if isinstance(model, (str, os.PathLike)):
+            self.path = str(model)
+            torch_dtype = torch.float32
+            if dtype == "bf16" or (dtype == "auto" and self.device.type == "cuda" and torch.cuda.is_bf16_supported()):
+                torch_dtype = torch.bfloat16
+            tokenizer = tokenizer or AutoTokenizer.from_pretrained(self.path)
+            model = AutoModelForCausalLM.from_pretrained(self.path, dtype=torch_dtype)
+        else:
+            self.path = getattr(getattr(model, "config", None), "_name_or_path", "")
+            if tokenizer is None:
+                raise ValueError("HFBackend: pass the tokenizer with an already loaded model")
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.batch_size = batch_size
+
+    def encode(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        return [int(t) for t in prompt]
+
+    @torch.inference_mode()
+    def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]:
+        encoded = [self.encode(p) for p in prompts]
+        for i, ids in enumerate(encoded):
+            if not ids:
+                raise ValueError(f"prompt {i} is empty")
+        limit = getattr(self.model.config, "max_position_embeddings", None)
+        if limit:
+            room = max(1, limit - sampling.max_new_tokens)
+            if any(len(ids) > room for ids in encoded):
+                # a prompt that does not leave room for the completion keeps its most recent tokens
+                encoded = [ids[-room:] for ids in encoded]
+        out: list[list[Completion]] = []
+        if sampling.seed is not None:
+            torch.manual_seed(sampling.seed)
+        for start in range(0, len(encoded), self.batch_size):
+            out.extend(self._generate_batch(encoded[start:start + self.batch_size], sampling))
+        return out
+
+    def _generate_batch(self, batch: list[list[int]], sampling: SamplingParams) -> list[list[Completion]]:
+        pad = self.tokenizer.pad_token_id
+        width = max(len(ids) for ids in batch)
+        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        for row, ids in enumerate(batch):
+            input_ids[row, width - len(ids):] = torch.tensor(ids)
+            attention[row, width - len(ids):] = 1
+        kwargs: dict[str, Any] = dict(
+            input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+            max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
+            pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+            return_dict_in_generate=True, output_scores=sampling.logprobs,
+        )
+        if sampling.greedy:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        else:
+            kwargs.update(do_sample=True, temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)
+        if sampling.stop:
+            kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
+        result = self.model.generate(**kwargs)
+        new_tokens = result.sequences[:, width:].tolist()
+        logprobs = None
+        if sampling.logprobs:
+            scores = torch.stack(result.scores, dim=1).float().log_softmax(-1)  # (rows, steps, vocab)
+            chosen = result.sequences[:, width:].unsqueeze(-1)
+            logprobs = scores.gather(-1, chosen).squeeze(-1).tolist()
+        completions = []
+        for row, ids in enumerate(new_tokens):
+            completions.append(self._completion(batch[row // sampling.n], ids,
+                                                logprobs[row] if logprobs else None, sampling))
+        return [completions[i * sampling.n:(i + 1) * sampling.n] for i in range(len(batch))]
+
+    def _completion(self, prompt_ids: list[int], ids: list[int], logprobs: list[float] | None,
+                    sampling: SamplingParams) -> Completion:
+        eos, pad = self.tokenizer.eos_token_id, self.tokenizer.pad_token_id
+        finish = "length"
+        if eos in ids:
+            ids = ids[: ids.index(eos) + 1]
+            finish = "stop"
+        elif pad != eos and pad in ids:
+            ids = ids[: ids.index(pad)]
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        if sampling.stop:
+            cut_text, stopped = truncate_at_stop(text, sampling.stop)
+            if stopped:
+                # keep the shortest token prefix that covers the text up to and including the stop string
+                for k in range(1, len(ids) + 1):
+                    if len(self.tokenizer.decode(ids[:k], skip_special_tokens=True)) >= len(cut_text):
+                        ids = ids[:k]
+                        break
+                text, finish = cut_text, "stop"
+        if logprobs is not None:
+            logprobs = logprobs[: len(ids)]
+        return Completion(text, ids, list(prompt_ids), logprobs, finish)

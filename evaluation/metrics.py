@@ -1,0 +1,41 @@
+"""Accuracy by difficulty and friends, computed from episode records (never from re-parsed text)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from envs.math_env import EpisodeRecord
+
+__all__ = ["accuracy_by_difficulty", "format_table"]
+
+
+def accuracy_by_difficulty(records: Iterable[EpisodeRecord]) -> dict[str, Any]:
+    """``{"by_difficulty": {d: {"n", "correct", "accuracy"}}, "overall": {...}}``."""
+    groups: dict[Any, list[bool]] = defaultdict(list)
+    for record in records:
+        groups[record.problem.difficulty].append(record.correct)
+    table = {str(d): _cell(v) for d, v in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))}
+    every = [c for v in groups.values() for c in v]
+    return {"by_difficulty": table, "overall": _cell(every)}
+
+
+def _cell(values: Sequence[bool]) -> dict[str, Any]:
+    n = len(values)
+    return {"n": n, "correct": sum(values), "accuracy": round(sum(values) / n, 4) if n else None}
+
+
+def format_table(rows: dict[str, dict[str, Any]], columns: Sequence[str], title: str = "") -> str:
+    """A markdown table: one row per entry of ``rows``, one column per difficulty (``accuracy`` cells)."""
+    head = "| " + " | ".join(["", *columns]) + " |"
+    sep = "|" + "---|" * (len(columns) + 1)
+    lines = [f"**{title}**", ""] if title else []
+    lines += [head, sep]
+    for name, cells in rows.items():
+        vals = []
+        for c in columns:
+            cell = cells.get(c)
+            vals.append(f"{cell['accuracy']:.2f}" if cell and cell.get("accuracy") is not None else "–")
+        lines.append("| " + " | ".join([name, *vals]) + " |")
+    return "\n".join(lines)

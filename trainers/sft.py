@@ -1,0 +1,137 @@
+"""Supervised warm-up of the tiny actor on synthetic reference solutions, with TRL's ``SFTTrainer``.
+
+The training mix has two kinds of example, both built from the one prompt template the actor uses:
+
+* solve: ``Problem: ...\\nSolution:\\n`` -> the reference solution;
+* refine: the problem, the oracle critic's feedback on a solution with one injected error at step k, and the
+  correct steps 1..k-1 -> the reference steps from k on. This teaches the actor to use a critique.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.prompts import PromptTemplate
+from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
+from critics.oracle import OracleCritic
+from envs.math_env import feedback_summary
+from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
+from storage import atomic_directory
+
+__all__ = ["ActorSFTConfig", "build_actor_examples", "train_tiny_actor"]
+
+
+@dataclass
+class ActorSFTConfig:
+    """Everything that decides the shipped actor: data, model shape, optimisation, seed."""
+
+    seed: int = 0
+    num_problems: int = 60_000
+    min_steps: int = 1
+    max_steps: int = 8
+    max_operand: int = 20
+    max_value: int = 199
+    refine_share: float = 0.3
+    number_format: str = "reversed"
+    model: TinyModelConfig = field(default_factory=TinyModelConfig)
+    train_steps: int = 2000
+    batch_size: int = 32
+    learning_rate: float = 3e-3
+    warmup_ratio: float = 0.03
+    weight_decay: float = 0.01
+    max_length: int = 320
+    threads: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ActorSFTConfig:
+        d = dict(d)
+        model = TinyModelConfig(**d.pop("model", {}))
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ActorSFTConfig key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        return cls(model=model, **d)
+
+
+def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
+    template = PromptTemplate(number_format=config.number_format)
+    problems = SyntheticArithmetic(size=config.num_problems, min_steps=config.min_steps, max_steps=config.max_steps,
+                                   max_operand=config.max_operand, max_value=config.max_value, split="train",
+                                   seed=config.seed)
+    rng = random.Random(config.seed)
+    oracle = OracleCritic()
+    examples = []
+    for problem in problems:
+        if rng.random() < config.refine_share:
+            k = rng.randint(1, problem.difficulty)
+            bad = corrupt_solution(problem, k, rng.choice(ERROR_KINDS), rng)
+            critique = oracle.critique(problem, bad.steps)
+            first = critique.first_error_step or k
+            kept = list(problem.steps[: first - 1])
+            examples.append({
+                "prompt": template.prompt(problem.question, kept, feedback_summary(critique)),
+                "completion": template.completion(problem.steps[first - 1:]),
+            })
+        else:
+            examples.append({"prompt": template.prompt(problem.question), "completion": template.completion(problem.steps)})
+    return examples
+
+
+def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int = 100) -> dict[str, Any]:
+    """Build the tokenizer and model, train, and save a checkpoint any backend loads (``save_pretrained``)."""
+    import torch
+    from datasets import Dataset
+    from transformers import set_seed
+    from trl import SFTConfig, SFTTrainer
+
+    torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    examples = build_actor_examples(config)
+    tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
+    model = build_tiny_model(config.model, tokenizer, seed=config.seed)
+    out_dir = Path(out_dir)
+    with atomic_directory(out_dir) as tmp:
+        args = SFTConfig(
+            output_dir=str(tmp / "trainer"),
+            max_steps=config.train_steps,
+            per_device_train_batch_size=config.batch_size,
+            learning_rate=config.learning_rate,
+            lr_scheduler_type="cosine",
+            warmup_steps=max(1, int(config.warmup_ratio * config.train_steps)),
+            weight_decay=config.weight_decay,
+            max_length=config.max_length,
+            logging_steps=log_every,
+            save_strategy="no",
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            seed=config.seed,
+            data_seed=config.seed,
+            dataloader_num_workers=0,
+            disable_tqdm=True,
+            bf16=False,
+        )
+        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
+                             processing_class=tokenizer)
+        start = time.perf_counter()
+        result = trainer.train()
+        seconds = time.perf_counter() - start
+        model.generation_config.pad_token_id = tokenizer.pad_token_id
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        import shutil
+
+        shutil.rmtree(tmp / "trainer", ignore_errors=True)
+        summary = {
+            "recipe": asdict(config),
+            "train_seconds": round(seconds, 1),
+            "train_loss": round(result.training_loss, 4),
+            "parameters": sum(p.numel() for p in model.parameters()),
+            "vocab_size": len(tokenizer),
+            "log": [h for h in trainer.state.log_history if "loss" in h],
+        }
+        (tmp / "recipe.json").write_text(json.dumps(summary, indent=2))
+    return summary
