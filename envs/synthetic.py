@@ -1,9 +1,10 @@
 """Procedural multi-step arithmetic word problems: the embedded world every default run trains and tests on.
 
-A problem is a short story about one person's collection ("Ann has 12 apples. She buys 3 bags with 4 apples
-each. ...") generated from a small program of binary operations. Its difficulty is the number of steps (one
-operation per step), and the number range is the second knob. The reference solution writes one step per line in
-the project's step format, ``Step 2: 12+12=24``, and ends with ``Answer: 24``.
+A problem is a short, terse story about one person's collection ("Ann has 12 apples. She buys 3 bags of 4. She
+gives away 5. How many apples does Ann have now?") generated from a small program of binary operations. Its
+difficulty is the number of steps (one operation per step), and the number range is the second knob. The
+reference solution writes one step per line in the project's step format, ``Step 2: 12+12=24``, and ends with
+``Answer: 24``.
 
 Train and test splits are disjoint by construction: each problem is assigned to a split by a hash of its text,
 so no seed can put the same question in both.
@@ -110,6 +111,15 @@ class _Story:
         self.current = (len(self.program), True)
         return len(self.program)
 
+    def _push_groups(self, k: int, m: int, op: str) -> None:
+        """Two steps: ``k*m``, then the running total ``op`` that product."""
+        saved = self.current
+        self.current = (k, False)
+        product = self._push("*", m)
+        self.current = saved
+        self._push(op, product, b_ref=True)
+        self.value = self.value + k * m if op == "+" else self.value - k * m
+
     def event(self, steps_left: int) -> bool:
         """Add one event using at most ``steps_left`` steps; False if none fits the number range."""
         rng, x, P = self.rng, self.value, self.pronoun.capitalize()
@@ -118,24 +128,22 @@ class _Story:
         for kind in choices:
             if kind == "gain" and x + 1 <= self.max_value:
                 b = rng.randint(1, min(self.max_operand, self.max_value - x))
-                verb = rng.choice([f"{P} buys {b} more.", f"{P} finds {b} more {self.items}.",
-                                   f"A friend gives {self.name} {b} {self.items}."])
+                verb = rng.choice([f"{P} buys {b} more.", f"{P} finds {b} more.", f"{P} gets {b} more."])
                 self._push("+", b)
                 self.value = x + b
             elif kind == "lose" and x >= 2:
                 b = rng.randint(1, min(self.max_operand, x - 1))
-                verb = rng.choice([f"{P} gives away {b}.", f"{P} loses {b} {self.items}.",
-                                   f"{P} sells {b} of them."])
+                verb = rng.choice([f"{P} gives away {b}.", f"{P} loses {b}.", f"{P} sells {b}."])
                 self._push("-", b)
                 self.value = x - b
             elif kind == "times" and 1 <= x and 2 * x <= self.max_value:
                 k = rng.randint(2, min(5, self.max_value // x))
-                verb = f"Then {self.name} has {k} times as many {self.items} as before."
+                verb = f"{P} ends up with {k} times as many."
                 self._push("*", k)
                 self.value = x * k
             elif kind == "share" and any(x % k == 0 for k in range(2, 6)) and x >= 4:
                 k = rng.choice([k for k in range(2, 6) if x % k == 0 and x // k >= 1])
-                verb = f"{P} splits them equally into {k} piles and keeps one pile."
+                verb = f"{P} splits them into {k} equal piles and keeps one."
                 self._push("/", k)
                 self.value = x // k
             elif kind == "buy_groups":
@@ -145,13 +153,8 @@ class _Story:
                 k = rng.randint(2, min(5, room // 2))
                 m = rng.randint(2, max(2, min(self.max_operand, room // k)))
                 box = rng.choice(CONTAINERS)
-                verb = f"{P} buys {k} {box} with {m} {self.items} each."
-                saved = self.current
-                self.current = (k, False)
-                prod = self._push("*", m)
-                self.current = saved
-                self._push("+", prod, b_ref=True)
-                self.value = x + k * m
+                verb = f"{P} buys {k} {box} of {m}."
+                self._push_groups(k, m, "+")
             elif kind == "give_groups":
                 if x < 4:
                     continue
@@ -159,13 +162,8 @@ class _Story:
                 m = rng.randint(1, max(1, min(self.max_operand, x // k)))
                 if k * m >= x:
                     continue
-                verb = f"{P} gives {k} friends {m} {self.items} each."
-                saved = self.current
-                self.current = (k, False)
-                prod = self._push("*", m)
-                self.current = saved
-                self._push("-", prod, b_ref=True)
-                self.value = x - k * m
+                verb = f"{P} gives {k} friends {m} each."
+                self._push_groups(k, m, "-")
             else:
                 continue
             self.sentences.append(verb)

@@ -47,7 +47,7 @@ def _train(*args, cwd):
 
 def test_train_py_runs_the_default_stages(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _train(f"run_dir={run_dir}", "env_check.episodes=40", cwd=ROOT)
+    proc = _train(f"run_dir={run_dir}", "env_check.episodes=40", "eval.problems_per_level=5", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "critic  : Step 2 is wrong" in proc.stdout
     check = json.loads((run_dir / "env_check.json").read_text())
@@ -56,6 +56,10 @@ def test_train_py_runs_the_default_stages(tmp_path):
     assert check["one_error_no_critic"]["accuracy"] == 0.0
     assert check["one_error_with_oracle"]["accuracy"] >= 0.95
     assert json.loads((run_dir / "config.json").read_text())["critic"]["name"] == "oracle"
+    assert (run_dir / "actor" / "model.safetensors").exists()  # started from the shipped checkpoint
+    accuracy = json.loads((run_dir / "eval_actor.json").read_text())["metrics"]["accuracy"]
+    assert accuracy["by_difficulty"]["1"]["accuracy"] >= 0.8
+    assert "Actor accuracy by difficulty" in proc.stdout
 
 
 def test_train_py_reports_config_errors(tmp_path):
