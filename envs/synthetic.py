@@ -187,8 +187,8 @@ class SyntheticArithmetic:
         size: int = 1000,
         min_steps: int = 1,
         max_steps: int = 8,
-        max_operand: int = 20,
-        max_value: int = 199,
+        max_operand: int = 30,
+        max_value: int = 499,
         split: str = "train",
         seed: int = 0,
     ):

@@ -150,7 +150,7 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     print(md)
     metrics = {"accuracy": table, "episodes": stats.episodes, "completion_tokens": stats.completion_tokens,
                "seconds": round(stats.seconds, 2)}
-    write_results(run_dir, "eval_actor", {"actor": OmegaConf.to_container(cfg.actor, resolve=True),
+    write_results(run_dir / "results", "eval_actor", {"actor": OmegaConf.to_container(cfg.actor, resolve=True),
                                           "problems": OmegaConf.to_container(cfg.problems, resolve=True)},
                   metrics, {"accuracy": md})
     return metrics
@@ -189,7 +189,7 @@ def run_stages(cfg: DictConfig) -> dict[str, Any]:
     atomic_write_json(run_dir / "config.json", OmegaConf.to_container(cfg, resolve=True))
     summary = {}
     for name in cfg.stages:
-        stage, out = STAGES[name], run_dir / f"{name}.json"
+        stage, out = STAGES[name], run_dir / "stages" / f"{name}.json"
         if stage.cached and out.exists() and name not in rerun:
             print(f"[{name}] cached: {out}")
             summary[name] = read_json(out)

@@ -30,7 +30,7 @@ def _eval_command(run_dir, *extra):
             "eval.problems_per_level=3", *extra]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads((run_dir / "eval_actor.json").read_text())["metrics"]["accuracy"]
+    return json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["accuracy"]
 
 
 def test_openai_backend_matches_hf_backend(tmp_path):

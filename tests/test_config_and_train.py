@@ -50,14 +50,14 @@ def test_train_py_runs_the_default_stages(tmp_path):
     proc = _train(f"run_dir={run_dir}", "env_check.episodes=40", "eval.problems_per_level=5", cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "critic  : Step 2 is wrong" in proc.stdout
-    check = json.loads((run_dir / "env_check.json").read_text())
+    check = json.loads((run_dir / "stages" / "env_check.json").read_text())
     assert check["check_env"] == "passed"
     assert check["correct_solutions"]["accuracy"] == 1.0
     assert check["one_error_no_critic"]["accuracy"] == 0.0
     assert check["one_error_with_oracle"]["accuracy"] >= 0.95
     assert json.loads((run_dir / "config.json").read_text())["critic"]["name"] == "oracle"
     assert (run_dir / "actor" / "model.safetensors").exists()  # started from the shipped checkpoint
-    accuracy = json.loads((run_dir / "eval_actor.json").read_text())["metrics"]["accuracy"]
+    accuracy = json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["accuracy"]
     assert accuracy["by_difficulty"]["1"]["accuracy"] >= 0.8
     assert "Actor accuracy by difficulty" in proc.stdout
 

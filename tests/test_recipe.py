@@ -48,8 +48,22 @@ def test_train_py_runs_the_recipe_and_caches_the_warmup(tmp_path):
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert (tmp_path / "actor" / "model.safetensors").exists()
-    result = json.loads((tmp_path / "eval_actor.json").read_text())
+    result = json.loads((tmp_path / "results" / "eval_actor.json").read_text())
     assert set(result["metrics"]["accuracy"]["by_difficulty"]) == {str(d) for d in range(1, 9)}
-    assert (tmp_path / "eval_actor.md").read_text().startswith("**Actor accuracy")
+    assert (tmp_path / "results" / "eval_actor.md").read_text().startswith("**Actor accuracy")
     second = subprocess.run(args[:4] + ["stages=[warmup]"] + args[5:], capture_output=True, text=True, timeout=300)
     assert second.returncode == 0 and "[warmup] cached" in second.stdout
+
+
+def test_shipped_checkpoint_matches_the_configured_recipe():
+    from omegaconf import OmegaConf
+
+    from pipeline import load_config
+    from pipeline.stages import SHIPPED_ACTOR
+
+    shipped = json.loads((SHIPPED_ACTOR / "recipe.json").read_text())
+    configured = ActorSFTConfig.from_dict(OmegaConf.to_container(load_config([]).actor.warmup, resolve=True))
+    from dataclasses import asdict
+
+    assert shipped["recipe"] == asdict(configured)
+    assert (SHIPPED_ACTOR / "model.safetensors").stat().st_size < 20 * 2**20

@@ -34,8 +34,8 @@ class ActorSFTConfig:
     num_problems: int = 60_000
     min_steps: int = 1
     max_steps: int = 8
-    max_operand: int = 20
-    max_value: int = 199
+    max_operand: int = 30
+    max_value: int = 499
     refine_share: float = 0.3
     number_format: str = "reversed"
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
