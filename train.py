@@ -33,7 +33,9 @@ def main(argv: list[str]) -> int:
     except ConfigError as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(summary, indent=2, default=str))
+    print(f"\nrun folder: {cfg.run_dir} (stage summaries in stages/, results in results/)")
+    for name, result in summary.items():
+        print(f"  {name}: {json.dumps(result, default=str)[:160]}")
     return 0
 
 

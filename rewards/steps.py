@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 import sympy
 
@@ -96,8 +97,19 @@ def _normalise(text: str) -> str:
     return _TIMES_RE.sub("*", text)
 
 
+_SIMPLE_BINARY_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([+\-*/])\s*(\d+(?:\.\d+)?)\s*$")
+
+
 def _evaluate(expression: str) -> Fraction | None:
-    """Exact value of an arithmetic expression, or ``None`` if it is not one."""
+    """Exact value of an arithmetic expression, or ``None`` if it is not one.
+
+    One operation on two plain numbers (most steps) is done with exact fractions; everything else goes to sympy.
+    """
+    if m := _SIMPLE_BINARY_RE.match(expression):
+        a, op, b = Fraction(m.group(1)), m.group(2), Fraction(m.group(3))
+        if op == "/":
+            return a / b if b != 0 else None
+        return a + b if op == "+" else a - b if op == "-" else a * b
     expr = expression.replace("$", "").replace("^", "**").strip()
     expr = re.sub(r"(\d+(?:\.\d+)?)\s*%", r"(\1/100)", expr)
     expr = _MIXED_NUMBER_RE.sub(r"(\1+\2/\3)", expr)  # "1 1/2" is one and a half
@@ -164,8 +176,17 @@ def _inline_computations(text: str) -> list[Computation]:
     return found
 
 
+@lru_cache(maxsize=65536)
+def _find_computations_cached(step: str) -> tuple[Computation, ...]:
+    return tuple(_find_computations(step))
+
+
 def find_computations(step: str) -> list[Computation]:
-    """Every computation a step states, in order."""
+    """Every computation a step states, in order (memoised: critics see the same reference steps often)."""
+    return list(_find_computations_cached(step))
+
+
+def _find_computations(step: str) -> list[Computation]:
     text = _normalise(step)
     notes = _CALC_NOTE_RE.findall(text)
     if notes:

@@ -19,7 +19,8 @@ class HFBackend:
     name = "hf"
 
     def __init__(self, model: str | os.PathLike | Any, tokenizer: Any = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None):
+                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None,
+                 refill_chunk: int | None = None, sort_by_length: bool = True):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -44,6 +45,8 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
+        self.refill_chunk = refill_chunk
+        self.sort_by_length = sort_by_length
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -62,14 +65,54 @@ class HFBackend:
             if any(len(ids) > room for ids in encoded):
                 # a prompt that does not leave room for the completion keeps its most recent tokens
                 encoded = [ids[-room:] for ids in encoded]
-        out: list[list[Completion]] = []
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
-        for start in range(0, len(encoded), self.batch_size):
-            out.extend(self._generate_batch(encoded[start:start + self.batch_size], sampling))
+        rows = [ids for ids in encoded for _ in range(sampling.n)]  # one row per sample
+        generated = self._schedule(rows, sampling)
+        flat = [self._completion(rows[r], ids, lps, sampling) for r, (ids, lps) in enumerate(generated)]
+        return [flat[i * sampling.n:(i + 1) * sampling.n] for i in range(len(encoded))]
+
+    def _schedule(self, rows: list[list[int]], sampling: SamplingParams) -> list[tuple[list[int], list | None]]:
+        """Generate for every row, ``batch_size`` rows at a time.
+
+        With ``refill_chunk`` set, rows advance ``refill_chunk`` tokens per ``model.generate`` call; a finished row
+        leaves the batch and a waiting one takes its place (continuous batching at chunk granularity), so the
+        batch never idles on rows that already ended. Without it, each batch runs until its longest row ends.
+        """
+        out: list[tuple[list[int], list | None]] = [([], [] if sampling.logprobs else None) for _ in rows]
+        # rows of similar prompt length tend to need similar completion lengths: batching them together means
+        # fewer rows idle while the longest one finishes
+        waiting = sorted(range(len(rows)), key=lambda r: len(rows[r])) if self.sort_by_length else list(range(len(rows)))[::-1]
+        active: list[int] = []
+        chunk = self.refill_chunk or sampling.max_new_tokens
+        while waiting or active:
+            while waiting and len(active) < self.batch_size:
+                active.append(waiting.pop())
+            inputs = [rows[r] + out[r][0] for r in active]
+            steps = min(chunk, max(sampling.max_new_tokens - len(out[r][0]) for r in active))
+            new_ids, new_lps = self._generate_rows(inputs, sampling, steps)
+            still = []
+            for j, r in enumerate(active):
+                ids, lps = out[r]
+                room = sampling.max_new_tokens - len(ids)
+                ids.extend(new_ids[j][:room])
+                if lps is not None:
+                    lps.extend(new_lps[j][:room])
+                if not self._finished(ids, sampling):
+                    still.append(r)
+            active = still
         return out
 
-    def _generate_batch(self, batch: list[list[int]], sampling: SamplingParams) -> list[list[Completion]]:
+    def _finished(self, ids: list[int], sampling: SamplingParams) -> bool:
+        tok = self.tokenizer
+        if len(ids) >= sampling.max_new_tokens or tok.eos_token_id in ids:
+            return True
+        if tok.pad_token_id != tok.eos_token_id and tok.pad_token_id in ids:
+            return True
+        return bool(sampling.stop) and truncate_at_stop(tok.decode(ids, skip_special_tokens=True), sampling.stop)[1]
+
+    def _generate_rows(self, batch: list[list[int]], sampling: SamplingParams,
+                       max_new_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]:
         pad = self.tokenizer.pad_token_id
         width = max(len(ids) for ids in batch)
         input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
@@ -79,8 +122,7 @@ class HFBackend:
             attention[row, width - len(ids):] = 1
         kwargs: dict[str, Any] = dict(
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            max_new_tokens=sampling.max_new_tokens, num_return_sequences=sampling.n,
-            pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
             return_dict_in_generate=True, output_scores=sampling.logprobs,
         )
         if sampling.greedy:
@@ -90,17 +132,12 @@ class HFBackend:
         if sampling.stop:
             kwargs.update(stop_strings=list(sampling.stop), tokenizer=self.tokenizer)
         result = self.model.generate(**kwargs)
-        new_tokens = result.sequences[:, width:].tolist()
+        new_tokens = result.sequences[:, width:]
         logprobs = None
         if sampling.logprobs:
             scores = torch.stack(result.scores, dim=1).float().log_softmax(-1)  # (rows, steps, vocab)
-            chosen = result.sequences[:, width:].unsqueeze(-1)
-            logprobs = scores.gather(-1, chosen).squeeze(-1).tolist()
-        completions = []
-        for row, ids in enumerate(new_tokens):
-            completions.append(self._completion(batch[row // sampling.n], ids,
-                                                logprobs[row] if logprobs else None, sampling))
-        return [completions[i * sampling.n:(i + 1) * sampling.n] for i in range(len(batch))]
+            logprobs = scores.gather(-1, new_tokens.unsqueeze(-1)).squeeze(-1).tolist()
+        return new_tokens.tolist(), logprobs
 
     def _completion(self, prompt_ids: list[int], ids: list[int], logprobs: list[float] | None,
                     sampling: SamplingParams) -> Completion:
