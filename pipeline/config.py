@@ -68,6 +68,9 @@ def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DI
         cfg = _compose(group_overrides + [o for _, o in value_overrides], config_dir)
     except HydraException as err:
         raise ConfigError(f"{err}") from err
+    missing = sorted(OmegaConf.missing_keys(cfg))
+    if missing:
+        raise ConfigError(f"required key(s) not set: {', '.join(missing)} (e.g. {missing[0]}=...)")
     OmegaConf.resolve(cfg)
     return cfg
 
@@ -75,11 +78,13 @@ def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DI
 def _check_key(cfg: DictConfig, dotted: str) -> None:
     node = cfg
     walked = []
-    for part in dotted.split("."):
-        if not isinstance(node, DictConfig) or part not in node:
+    parts = dotted.split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, DictConfig) or part not in node.keys():  # `in node` is False for ??? values
             where = ".".join(walked) or "the top level"
             valid = sorted(node.keys()) if isinstance(node, DictConfig) else []
             raise ConfigError(f"unknown config key {dotted!r}: {where} has no key {part!r}; "
                               f"valid keys there: {', '.join(map(str, valid))}")
         walked.append(part)
-        node = node[part]
+        if i < len(parts) - 1:
+            node = node[part]

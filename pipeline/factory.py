@@ -74,6 +74,8 @@ def make_actor(actor_cfg: DictConfig, checkpoint: str | None) -> Any:
     from agents.prompts import PromptTemplate
 
     a = actor_cfg
+    if a.backend not in ("hf", "openai", "vllm"):
+        raise ConfigError(f"unknown actor.backend {a.backend!r}; valid: hf, openai, vllm")
     model = a.model or checkpoint
     if not model:
         raise ConfigError("actor: no model to load; set actor.model or run the warmup stage")
@@ -84,10 +86,8 @@ def make_actor(actor_cfg: DictConfig, checkpoint: str | None) -> Any:
 
         tokenizer = AutoTokenizer.from_pretrained(str(model)) if checkpoint or a.model else None
         backend = make_backend("openai", str(a.served_model or model), base_url=a.base_url, tokenizer=tokenizer)
-    elif a.backend == "vllm":
-        backend = make_backend("vllm", str(model))
     else:
-        raise ConfigError(f"unknown actor.backend {a.backend!r}; valid: hf, openai, vllm")
+        backend = make_backend("vllm", str(model))
     sampling = SamplingParams(max_new_tokens=int(a.max_new_tokens), temperature=float(a.temperature),
                               top_p=float(a.top_p))
     return Actor(backend, PromptTemplate(number_format=a.number_format), sampling, action_unit="solution")

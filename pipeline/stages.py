@@ -131,7 +131,8 @@ def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 
 def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Greedy accuracy of the actor alone, by difficulty, through the environment and the batched rollout."""
+    """Accuracy of the actor alone by difficulty (and, with ``eval.with_critic``, with the configured critic's
+    critique -> refine rounds), through the environment and the batched rollout."""
     from critics import NullCritic
     from envs import EnvConfig
     from evaluation import accuracy_by_difficulty, format_table, write_results
@@ -139,17 +140,25 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     actor = make_actor(cfg.actor, actor_checkpoint(cfg))
     problems = _eval_problems(cfg)
-    stats = RolloutStats()
     env_config = EnvConfig(**{**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"})
-    records = rollout(problems, actor, NullCritic(), env_config, batch_size=int(cfg.actor.batch_size),
-                      seed=int(cfg.seed), stats=stats)
-    table = accuracy_by_difficulty(records)
-    columns = list(table["by_difficulty"])
-    md = format_table({f"actor ({cfg.actor.backend}, greedy)": table["by_difficulty"]}, columns,
+    decoding = "greedy" if float(cfg.actor.temperature) == 0 else f"T={cfg.actor.temperature}"
+    runs = [(f"actor ({cfg.actor.backend}, {decoding})", "accuracy", NullCritic())]
+    if cfg.eval.with_critic and cfg.critic.name != "none":
+        critic = make_critic(cfg.critic)
+        runs.append((f"+ {critic.name} critic, <= {env_config.max_refinements} refinements", "with_critic", critic))
+    metrics: dict[str, Any] = {}
+    rows = {}
+    for label, key, critic in runs:
+        stats = RolloutStats()
+        records = rollout(problems, actor, critic, env_config, batch_size=int(cfg.actor.batch_size),
+                          seed=int(cfg.seed), stats=stats)
+        metrics[key] = accuracy_by_difficulty(records)
+        metrics[f"{key}_cost"] = {"episodes": stats.episodes, "completion_tokens": stats.completion_tokens,
+                                  "seconds": round(stats.seconds, 2)}
+        rows[label] = metrics[key]["by_difficulty"]
+    md = format_table(rows, list(metrics["accuracy"]["by_difficulty"]),
                       title="Actor accuracy by difficulty (number of steps)")
     print(md)
-    metrics = {"accuracy": table, "episodes": stats.episodes, "completion_tokens": stats.completion_tokens,
-               "seconds": round(stats.seconds, 2)}
     write_results(run_dir / "results", "eval_actor", {"actor": OmegaConf.to_container(cfg.actor, resolve=True),
                                           "problems": OmegaConf.to_container(cfg.problems, resolve=True)},
                   metrics, {"accuracy": md})

@@ -30,6 +30,12 @@ def test_unknown_key_lists_valid_ones():
         load_config(["+foo=1"])
 
 
+def test_required_keys_are_named():
+    with pytest.raises(ConfigError, match=r"required key\(s\) not set: actor.model"):
+        load_config(["actor=hf"])
+    assert load_config(["actor=hf", "actor.model=some/model"]).actor.number_format == "plain"
+
+
 def test_factories_build_what_the_config_names():
     cfg = load_config(["env.max_refinements=3", "problems.size=10"])
     env = make_env(cfg)
@@ -59,6 +65,8 @@ def test_train_py_runs_the_default_stages(tmp_path):
     assert (run_dir / "actor" / "model.safetensors").exists()  # started from the shipped checkpoint
     accuracy = json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["accuracy"]
     assert accuracy["by_difficulty"]["1"]["accuracy"] >= 0.8
+    with_oracle = json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["with_critic"]
+    assert with_oracle["overall"]["accuracy"] >= accuracy["overall"]["accuracy"]
     assert "Actor accuracy by difficulty" in proc.stdout
 
 

@@ -44,7 +44,8 @@ def test_short_recipe_trains_saves_and_reloads(tmp_path):
 def test_train_py_runs_the_recipe_and_caches_the_warmup(tmp_path):
     args = [sys.executable, str(ROOT / "train.py"), f"run_dir={tmp_path}", "stages=[warmup,eval_actor]",
             "actor.init=train", "actor.warmup.train_steps=8", "actor.warmup.num_problems=300",
-            "actor.warmup.batch_size=8", "eval.problems_per_level=2", "actor.max_new_tokens=48"]
+            "actor.warmup.batch_size=8", "eval.problems_per_level=2", "actor.max_new_tokens=48",
+            "eval.with_critic=false"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert (tmp_path / "actor" / "model.safetensors").exists()
