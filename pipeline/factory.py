@@ -31,9 +31,19 @@ PROBLEM_SOURCES: dict[str, Callable[..., ProblemSource]] = {
     "math": load_math,
 }
 
+def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
+    from critics.self_check import SelfCheckCritic
+
+    if actor is None:
+        raise ConfigError("critic=self needs the actor's model: it is built with the actor (stages that run one)")
+    return SelfCheckCritic(actor.backend, actor.template, max_new_tokens=max_new_tokens)
+
+
+# every builder takes the actor (``None`` when the stage has none) and the critic's config keys
 CRITICS: dict[str, Callable[..., Critic]] = {
-    "none": NullCritic,
-    "oracle": OracleCritic,
+    "none": lambda actor=None: NullCritic(),
+    "oracle": lambda actor=None: OracleCritic(),
+    "self": _self_check,
 }
 
 
@@ -50,9 +60,9 @@ def make_problem_source(cfg: DictConfig | dict, **overrides: Any) -> ProblemSour
     return _call("problem source", name, factory, {**kwargs, **overrides})
 
 
-def make_critic(cfg: DictConfig | dict, **context: Any) -> Critic:
+def make_critic(cfg: DictConfig | dict, actor: Any = None) -> Critic:
     name, factory, kwargs = _lookup("critic", CRITICS, cfg)
-    return _call("critic", name, factory, {**kwargs, **context})
+    return _call("critic", name, factory, {**kwargs, "actor": actor})
 
 
 def make_env(cfg: DictConfig, problems: ProblemSource | None = None, critic: Critic | None = None) -> MathReasoningEnv:

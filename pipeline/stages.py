@@ -35,13 +35,13 @@ class Stage:
 def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """gymnasium's check_env on the configured env, then scripted episodes through it."""
     cfg = _scripted(cfg)
-    env = make_env(cfg)
+    critic = _configured_critic(cfg)
+    env = make_env(cfg, critic=critic)
     check_env(env, skip_render_check=True)
     n = int(cfg.env_check.episodes)
     # Scripted episodes need reference programs: use synthetic problems for them whatever `problems` is.
     problems = make_problem_source(cfg.problems) if cfg.problems.name == "synthetic" else SyntheticArithmetic(
         size=n, seed=int(cfg.seed), split="test")
-    critic = make_critic(cfg.critic)
     results: dict[str, Any] = {"check_env": "passed", "critic": critic.name, "episodes": n}
     for label, actor, episode_critic in (
         ("correct_solutions", ScriptedActor(), critic),
@@ -62,7 +62,7 @@ def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     cfg = _scripted(cfg)
     env = make_env(cfg, problems=SyntheticArithmetic(size=max(8, int(cfg.demo.episodes)), min_steps=3,
                                                       max_steps=5, seed=int(cfg.seed), split="test")
-                   if cfg.problems.name != "synthetic" else None)
+                   if cfg.problems.name != "synthetic" else None, critic=_configured_critic(cfg))
     actor = ScriptedActor(error_step=cfg.demo.error_step, error_kind=cfg.demo.error_kind, seed=int(cfg.seed))
     shown = []
     for episode in range(int(cfg.demo.episodes)):
@@ -91,6 +91,12 @@ def _scripted(cfg: DictConfig) -> DictConfig:
     cfg = cfg.copy()
     cfg.env.action_unit = "step"
     return cfg
+
+
+def _configured_critic(cfg: DictConfig):
+    """The configured critic; one that runs on the actor's model (``self``) gets the actor built for it."""
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg)) if cfg.critic.name == "self" else None
+    return make_critic(cfg.critic, actor=actor)
 
 
 def actor_checkpoint(cfg: DictConfig) -> str | None:
@@ -144,7 +150,7 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     decoding = "greedy" if float(cfg.actor.temperature) == 0 else f"T={cfg.actor.temperature}"
     runs = [(f"actor ({cfg.actor.backend}, {decoding})", "accuracy", NullCritic())]
     if cfg.eval.with_critic and cfg.critic.name != "none":
-        critic = make_critic(cfg.critic)
+        critic = make_critic(cfg.critic, actor=actor)
         runs.append((f"+ {critic.name} critic, <= {env_config.max_refinements} refinements", "with_critic", critic))
     metrics: dict[str, Any] = {}
     rows = {}

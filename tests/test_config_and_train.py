@@ -17,7 +17,7 @@ def test_groups_are_swappable_by_one_word():
 
 
 def test_unknown_choice_lists_valid_ones():
-    with pytest.raises(ConfigError, match="unknown choice 'bad' for critic; valid: none, oracle"):
+    with pytest.raises(ConfigError, match="unknown choice 'bad' for critic; valid: none, oracle, self"):
         load_config(["critic=bad"])
 
 
@@ -40,7 +40,7 @@ def test_factories_build_what_the_config_names():
     cfg = load_config(["env.max_refinements=3", "problems.size=10"])
     env = make_env(cfg)
     assert env.config.max_refinements == 3 and len(env.problems) == 10 and env.critic.name == "oracle"
-    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle"):
+    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle, self"):
         make_critic({"name": "x"})
     with pytest.raises(ConfigError, match="problem source 'synthetic'"):
         make_problem_source({"name": "synthetic", "bogus": 1})
@@ -72,6 +72,6 @@ def test_train_py_runs_the_default_stages(tmp_path):
 
 def test_train_py_reports_config_errors(tmp_path):
     proc = _train("critic=nope", cwd=tmp_path)
-    assert proc.returncode == 2 and "valid: none, oracle" in proc.stderr
+    assert proc.returncode == 2 and "valid: none, oracle, self" in proc.stderr
     proc = _train("stages=[warp]", f"run_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown stage" in proc.stderr
