@@ -77,7 +77,7 @@ def make_env(cfg: DictConfig, problems: ProblemSource | None = None, critic: Cri
     )
 
 
-def make_actor(actor_cfg: DictConfig, checkpoint: str | None) -> Any:
+def make_actor(actor_cfg: DictConfig, checkpoint: str | None, seed: int = 0) -> Any:
     """An :class:`agents.Actor` over the backend the config names, loading ``checkpoint`` (or ``actor.model``)."""
     from agents.actor import Actor
     from agents.backends import SamplingParams, make_backend
@@ -99,5 +99,5 @@ def make_actor(actor_cfg: DictConfig, checkpoint: str | None) -> Any:
     else:
         backend = make_backend("vllm", str(model))
     sampling = SamplingParams(max_new_tokens=int(a.max_new_tokens), temperature=float(a.temperature),
-                              top_p=float(a.top_p))
+                              top_p=float(a.top_p), seed=seed)
     return Actor(backend, PromptTemplate(number_format=a.number_format), sampling, action_unit="solution")

@@ -95,7 +95,7 @@ def _scripted(cfg: DictConfig) -> DictConfig:
 
 def _configured_critic(cfg: DictConfig):
     """The configured critic; one that runs on the actor's model (``self``) gets the actor built for it."""
-    actor = make_actor(cfg.actor, actor_checkpoint(cfg)) if cfg.critic.name == "self" else None
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed)) if cfg.critic.name == "self" else None
     return make_critic(cfg.critic, actor=actor)
 
 
@@ -144,7 +144,7 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from evaluation import accuracy_by_difficulty, format_table, write_results
     from rollout import RolloutStats, rollout
 
-    actor = make_actor(cfg.actor, actor_checkpoint(cfg))
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
     problems = _eval_problems(cfg)
     env_config = EnvConfig(**{**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"})
     decoding = "greedy" if float(cfg.actor.temperature) == 0 else f"T={cfg.actor.temperature}"
