@@ -1,0 +1,148 @@
+"""Reading and writing the critique format of the AutoMathCritique paper (MathCritique-76k).
+
+The paper's critic answers, for each step::
+
+    Step 1:
+    Step sentence: <the step>
+    Correctness of the step: Correct | Wrong
+    Explanation: <why>
+
+and then ``Correctness of the final answer: Correct | Wrong`` with an ``Explanation``. Its training rows are
+ShareGPT conversations (``{"conversations": [{"from": "human", ...}, {"from": "gpt", ...}]}``) for instruct
+models or Alpaca rows (``{"instruction", "input", "output"}``) for base models. Export lets critics be trained
+elsewhere on data this project makes; import reads released rows into the project's :class:`Critique`.
+Brackets around the verdict (``[Correct]``) and missing ``Step k:`` headers are accepted on import.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from critics.critique import Critique, CritiqueParseError, StepJudgement
+
+__all__ = ["PaperCritique", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca", "from_row",
+           "CRITIC_INSTRUCTION"]
+
+CRITIC_INSTRUCTION = (
+    "Review the solution to the math problem step by step. For each step, quote it as 'Step sentence', judge "
+    "'Correctness of the step' as Correct or Wrong, and give an 'Explanation'. Then judge 'Correctness of the "
+    "final answer' as Correct or Wrong with an 'Explanation'."
+)
+
+_VERDICT = r"\[?\s*(correct|wrong|incorrect)\s*\]?"
+_SENTENCE_RE = re.compile(r"^step\s+sentence\s*:\s*(.*)$", re.IGNORECASE)
+_STEP_VERDICT_RE = re.compile(rf"^correctness\s+of\s+the\s+step\s*:\s*{_VERDICT}", re.IGNORECASE)
+_FINAL_VERDICT_RE = re.compile(rf"^correctness\s+of\s+the\s+final\s+answer\s*:\s*{_VERDICT}", re.IGNORECASE)
+_EXPLANATION_RE = re.compile(r"^explanation\s*:\s*(.*)$", re.IGNORECASE)
+_HEADER_RE = re.compile(r"^step\s+\d+\s*:?\s*$", re.IGNORECASE)
+
+
+@dataclass
+class PaperCritique:
+    """One critique read from the paper's format: the solution's lines it quotes, and the verdicts."""
+
+    steps: list[str]
+    critique: Critique
+    prompt: str = ""  # the human turn / instruction + input, as it was
+
+
+def to_paper_text(critique: Critique, steps: Sequence[str]) -> str:
+    """The paper's per-step critique text for ``steps`` (the answer line is judged as the final answer)."""
+    by_index = {j.index: j for j in critique.steps}
+    blocks = []
+    answer = None
+    for index, line in enumerate(steps, start=1):
+        judgement = by_index.get(index)
+        if judgement is not None and judgement.is_answer:
+            answer = judgement
+            continue
+        correct = judgement.correct if judgement else True
+        explanation = (judgement.feedback if judgement and judgement.feedback else
+                       f"The step is correct{': ' + judgement.check if judgement and judgement.check else ''}.")
+        blocks.append(f"Step {index}:\nStep sentence: {line}\nCorrectness of the step: "
+                      f"{'Correct' if correct else 'Wrong'}\nExplanation: {explanation}")
+    if answer is None:
+        final_ok = critique.is_correct
+        final_why = "The final answer follows from correct steps." if final_ok else \
+            f"The solution has an error at step {critique.first_error_step}."
+    else:
+        final_ok = answer.correct
+        final_why = answer.feedback or "The final answer follows from correct steps."
+    blocks.append(f"Correctness of the final answer: {'Correct' if final_ok else 'Wrong'}\nExplanation: {final_why}")
+    return "\n\n".join(blocks)
+
+
+def from_paper_text(text: str) -> PaperCritique:
+    """Parse the paper's critique text; raises :class:`CritiqueParseError` when it is not in that format."""
+    if not isinstance(text, str) or not text.strip():
+        raise CritiqueParseError("empty critique")
+    sentences: list[str] = []
+    verdicts: list[list] = []  # [correct, explanation]
+    final: list | None = None
+    explaining: list | None = None  # the verdict whose explanation is being read
+
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        if not line or _HEADER_RE.match(line):
+            continue
+        if m := _SENTENCE_RE.match(line):
+            sentences.append(m.group(1).strip())
+            explaining = None
+        elif m := _FINAL_VERDICT_RE.match(line):
+            final = explaining = [m.group(1).lower() == "correct", ""]
+        elif m := _STEP_VERDICT_RE.match(line):
+            if len(verdicts) >= len(sentences):
+                raise CritiqueParseError(f"a step verdict without a 'Step sentence' before it: {line!r}")
+            explaining = [m.group(1).lower() == "correct", ""]
+            verdicts.append(explaining)
+        elif explaining is not None:  # "Explanation: ..." and any lines it runs on over
+            m = _EXPLANATION_RE.match(line)
+            explaining[1] = (explaining[1] + " " + (m.group(1) if m else line)).strip()
+        else:
+            raise CritiqueParseError(f"unrecognised line in a paper-format critique: {line!r}")
+    if len(verdicts) != len(sentences):
+        raise CritiqueParseError(f"{len(sentences)} step sentences but {len(verdicts)} step verdicts")
+    if final is None:
+        raise CritiqueParseError("no 'Correctness of the final answer' line")
+    judgements = [StepJudgement(i, ok, feedback="" if ok else why) for i, (ok, why) in enumerate(verdicts, start=1)]
+    judgements.append(StepJudgement(len(verdicts) + 1, final[0], feedback="" if final[0] else final[1], is_answer=True))
+    return PaperCritique(sentences, Critique(tuple(judgements)))
+
+
+def _solution_text(question: str, steps: Sequence[str]) -> str:
+    return f"Problem: {question}\nSolution:\n" + "\n".join(steps)
+
+
+def to_sharegpt(question: str, steps: Sequence[str], critique: Critique) -> dict[str, Any]:
+    """A ShareGPT conversation row (instruct critics)."""
+    return {"conversations": [
+        {"from": "human", "value": f"{CRITIC_INSTRUCTION}\n\n{_solution_text(question, steps)}"},
+        {"from": "gpt", "value": to_paper_text(critique, steps)},
+    ]}
+
+
+def to_alpaca(question: str, steps: Sequence[str], critique: Critique) -> dict[str, Any]:
+    """An Alpaca row (base-model critics)."""
+    return {"instruction": CRITIC_INSTRUCTION, "input": _solution_text(question, steps),
+            "output": to_paper_text(critique, steps)}
+
+
+def from_row(row: dict[str, Any]) -> PaperCritique:
+    """Read a ShareGPT or Alpaca row (the project's or a released MathCritique-76k one)."""
+    if "conversations" in row:
+        turns = row["conversations"]
+        human = [t.get("value", "") for t in turns if t.get("from") in ("human", "user")]
+        answers = [t.get("value", "") for t in turns if t.get("from") in ("gpt", "assistant")]
+        if not human or not answers:
+            raise CritiqueParseError("a ShareGPT row needs a human turn and a gpt turn")
+        parsed = from_paper_text(answers[-1])
+        parsed.prompt = human[-1]
+        return parsed
+    if {"instruction", "output"} <= set(row):
+        parsed = from_paper_text(row["output"])
+        parsed.prompt = (row["instruction"] + "\n\n" + row.get("input", "")).strip()
+        return parsed
+    raise CritiqueParseError(f"not a ShareGPT or Alpaca row: keys {sorted(row)}")
