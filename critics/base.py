@@ -33,9 +33,14 @@ class BaseCritic:
         raise NotImplementedError
 
     def critique_batch(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:
-        if len(problems) != len(steps):
-            raise ValueError(f"{len(problems)} problems but {len(steps)} step lists")
+        check_batch(problems, steps)
         return [self.critique(p, s) for p, s in zip(problems, steps)]
+
+
+def check_batch(problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> None:
+    """A batched critique needs one step list per problem."""
+    if len(problems) != len(steps):
+        raise ValueError(f"{len(problems)} problems but {len(steps)} step lists")
 
 
 class NullCritic(BaseCritic):

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from critics.base import BaseCritic
+from critics.base import BaseCritic, check_batch
 from critics.critique import Critique, StepJudgement
 from rewards.answer import answers_equal, extract_answer, is_answer_line
 from rewards.steps import find_computations, format_number
@@ -37,8 +37,7 @@ class SelfCheckCritic(BaseCritic):
         return self.critique_batch([problem], [steps])[0]
 
     def critique_batch(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:
-        if len(problems) != len(steps):
-            raise ValueError(f"{len(problems)} problems but {len(steps)} step lists")
+        check_batch(problems, steps)
         prompts, where = [], []
         for i, (problem, lines) in enumerate(zip(problems, steps)):
             for k, line in enumerate(lines, start=1):

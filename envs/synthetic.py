@@ -294,21 +294,21 @@ def corrupt_solution(problem: Problem, error_step: int, kind: str, rng: random.R
     for j, step in enumerate(program):
         a = results[step.a - 1] if step.a_ref else Fraction(step.a)
         b = results[step.b - 1] if step.b_ref else Fraction(step.b)
-        op, a_true, b_true = step.op, a, b
+        op, correct = step.op, _apply(a, step.op, b)
         if j == i and kind == "operand":
             if not step.b_ref:
                 b = Fraction(_misread(step.b, rng))
             else:
                 a = Fraction(_misread(step.a, rng))
         elif j == i and kind == "operation":
-            whole = [o for o in OPS if o != step.op and b != 0 and _apply(a, o, b) >= 0
-                     and _apply(a, o, b).denominator == 1 and _apply(a, o, b) != _apply(a, step.op, b)]
+            alternatives = {o: _apply(a, o, b) for o in OPS if o != step.op} if b != 0 else {}
+            whole = [o for o, v in alternatives.items() if v >= 0 and v.denominator == 1 and v != correct]
             if whole:  # an actor in a whole-number world makes whole-number mistakes
                 op = rng.choice(whole)
             else:
                 kind = "calculation"
         r = _apply(a, op, b)
-        if j == i and r == _apply(a_true, step.op, b_true):
+        if j == i and r == correct:
             kind = "calculation"  # the corruption happened to give the right value (0*3 vs 0+0): slip instead
         if j == i and kind == "calculation":
             delta = 0
