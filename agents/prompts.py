@@ -2,8 +2,9 @@
 
 A solve prompt is ``Problem: ...\\nSolution:\\n`` and the model writes ``Step 1: ...`` lines and ``Answer: ...``.
 A refine prompt puts the critic's feedback between the problem and the solution, followed by the steps the
-critic kept, so the model continues from the flagged step. The same template serves training (SFT examples)
-and inference (the actor), so the two cannot drift apart.
+critic kept, so the model continues from the flagged step. A critique prompt is the whole solution followed by
+``Critique:\\n``; the critic model writes the critique in the one critique format (``critics/critique.py``).
+The same template serves training (SFT examples) and inference (the actor), so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ class PromptTemplate:
     problem_prefix: str = "Problem: "
     feedback_prefix: str = "Feedback: "
     solution_header: str = "Solution:\n"
+    critique_header: str = "Critique:\n"
     number_format: str = "plain"
 
     @property
@@ -44,6 +46,12 @@ class PromptTemplate:
     def completion(self, steps: Sequence[str]) -> str:
         """The target text for SFT: the remaining lines, the last one without a trailing newline."""
         return self.solution_lines(steps).removesuffix("\n")
+
+    def critique_prompt(self, question: str, steps: Sequence[str]) -> str:
+        return self.prompt(question, steps) + self.codec.encode(self.critique_header)
+
+    def critique_completion(self, critique_text: str) -> str:
+        return self.codec.encode(critique_text)
 
     def decode(self, model_text: str) -> str:
         """Model text back to canonical text (ordinary numbers)."""

@@ -10,7 +10,7 @@ from critics.critique import Critique
 if TYPE_CHECKING:  # critics sit below envs; the Problem type is only needed for annotations
     from envs.problems import Problem
 
-__all__ = ["Critic", "BaseCritic", "NullCritic"]
+__all__ = ["Critic", "BaseCritic", "NullCritic", "RandomStepCritic"]
 
 
 @runtime_checkable
@@ -50,3 +50,22 @@ class NullCritic(BaseCritic):
 
     def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
         return Critique.abstain()
+
+
+class RandomStepCritic(BaseCritic):
+    """A trivial baseline: calls a solution wrong with probability ``p_wrong``, at a uniformly random step."""
+
+    name = "random"
+
+    def __init__(self, p_wrong: float = 0.5, seed: int = 0):
+        import random
+
+        self.p_wrong, self.rng = p_wrong, random.Random(seed)
+
+    def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
+        from critics.critique import StepJudgement
+
+        if not steps or self.rng.random() >= self.p_wrong:
+            return Critique(tuple(StepJudgement(k, True) for k in range(1, len(steps) + 1)))
+        k = self.rng.randint(1, len(steps))
+        return Critique(tuple(StepJudgement(i, i < k) for i in range(1, k + 1)))

@@ -52,8 +52,9 @@ def _signature(comp: Computation) -> tuple | None:
     return (op, tuple(sorted((a, b)))) if op in _COMMUTATIVE else (op, (a, b))
 
 
-def _operands(sig: tuple) -> tuple[Fraction, Fraction]:
-    return sig[1]
+def _computation(comp: Computation) -> str:
+    return f"{comp.expression}={format_number(comp.stated)}"
+
 
 
 class OracleCritic(BaseCritic):
@@ -133,8 +134,9 @@ class OracleCritic(BaseCritic):
             return False, check, f"Step {index} builds on the error in step {first_error}.", ""
         for comp in comps:
             verdict = self._match(comp, refs, index, finished_right)
-            if verdict is not None:
-                return False, check, verdict[0], verdict[1]
+            if verdict is not None:  # the check becomes what the step should have computed
+                feedback, hint, expected = verdict
+                return False, expected or check, feedback, hint
         return True, check, "", ""
 
     @staticmethod
@@ -147,8 +149,8 @@ class OracleCritic(BaseCritic):
         return False
 
     def _match(self, comp: Computation, refs: list[_RefComputation], index: int,
-               finished_right: bool) -> tuple[str, str] | None:
-        """``None`` when ``comp`` agrees with the reference, else ``(feedback, hint)``."""
+               finished_right: bool) -> tuple[str, str, str] | None:
+        """``None`` when ``comp`` agrees with the reference, else ``(feedback, hint, expected computation)``."""
         if self._consume_exact(comp, refs):
             return None
         sig = _signature(comp)
@@ -169,23 +171,24 @@ class OracleCritic(BaseCritic):
                     pos = 0 if operands[0] != ref_operands[0] else 1
                     return self._misread(index, operands[pos], ref_operands[pos], ref)
                 if ref_op != op and sorted(operands) == sorted(ref_operands):
+                    ref.used = True
+                    expected = _computation(ref.comp)
                     return (f"Step {index} is wrong: it should compute {ref.comp.expression}, not "
-                            f"{comp.expression}; the rest builds on it.",
-                            f"Step {index} should be {ref.comp.expression}={format_number(ref.comp.stated)}.")
+                            f"{comp.expression}; the rest builds on it.", f"Step {index} should be {expected}.", expected)
         for ref in unused:
             if ref.comp.stated == comp.stated:
                 ref.used = True
                 return None
         if finished_right:
             return None
-        nxt = unused[0].comp if unused else None
-        hint = f"Step {index} should be {nxt.expression}={format_number(nxt.stated)}." if nxt else ""
+        expected = _computation(unused[0].comp) if unused else ""
+        hint = f"Step {index} should be {expected}." if expected else ""
         return (f"Step {index} is wrong: {comp.expression}={format_number(comp.stated)} does not follow from the "
-                f"problem; the rest builds on it.", hint)
+                f"problem; the rest builds on it.", hint, expected)
 
     @staticmethod
-    def _misread(index: int, wrong: Fraction, right: Fraction, ref: _RefComputation) -> tuple[str, str]:
+    def _misread(index: int, wrong: Fraction, right: Fraction, ref: _RefComputation) -> tuple[str, str, str]:
         ref.used = True
+        expected = _computation(ref.comp)
         return (f"Step {index} is wrong: it uses {format_number(wrong)} where it should use {format_number(right)}; "
-                f"the rest builds on it.",
-                f"Step {index} should be {ref.comp.expression}={format_number(ref.comp.stated)}.")
+                f"the rest builds on it.", f"Step {index} should be {expected}.", expected)

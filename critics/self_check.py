@@ -46,11 +46,16 @@ class SelfCheckCritic(BaseCritic):
                                + self.template.codec.encode(prefix))
                 where.append((i, k, prefix))
         redone: dict[tuple[int, int], str] = {}
+        tokens = [0] * len(steps)
         if prompts:
             for (i, k, prefix), out in zip(where, self.backend.generate(prompts, self.sampling)):
                 redone[(i, k)] = self.template.decode(prefix + out[0].text).strip()
-        return [self._judge(lines, {k: redone[(i, k)] for k in range(1, len(lines) + 1)})
-                for i, lines in enumerate(steps)]
+                tokens[i] += out[0].num_tokens
+        critiques = [self._judge(lines, {k: redone[(i, k)] for k in range(1, len(lines) + 1)})
+                     for i, lines in enumerate(steps)]
+        for critique, n in zip(critiques, tokens):
+            critique.extras["tokens"] = n
+        return critiques
 
     @staticmethod
     def _judge(lines: Sequence[str], redone: dict[int, str]) -> Critique:

@@ -30,6 +30,7 @@ __all__ = [
     "corrupt_solution",
     "CorruptedSolution",
     "ERROR_KINDS",
+    "ALL_ERROR_KINDS",
     "step_line",
 ]
 
@@ -38,7 +39,8 @@ NAMES = [("Ann", "she"), ("Ben", "he"), ("Cara", "she"), ("Dan", "he"), ("Eva", 
 ITEMS = ["apples", "marbles", "stickers", "coins", "books", "pencils", "cards", "shells", "cookies", "stamps"]
 CONTAINERS = ["bags", "boxes", "packs", "jars"]
 OPS = "+-*/"
-ERROR_KINDS = ("calculation", "operand", "operation")
+ERROR_KINDS = ("calculation", "operand", "operation")  # the kinds the actor's refine examples use
+ALL_ERROR_KINDS = (*ERROR_KINDS, "skipped")  # plus a dropped step, for critique data
 TEST_SHARE = 5  # one problem in five (by text hash) belongs to the test split
 
 
@@ -277,11 +279,12 @@ def corrupt_solution(problem: Problem, error_step: int, kind: str, rng: random.R
     """Make step ``error_step`` wrong in the way ``kind`` says and recompute the steps after it from there.
 
     ``calculation``: the step's arithmetic is off; ``operand``: a number from the story is misread;
-    ``operation``: the wrong operation is applied. Later steps are computed correctly from the wrong value,
-    as an actor that made one mistake would.
+    ``operation``: the wrong operation is applied; ``skipped``: the step is left out, so its result is taken to
+    be its first operand (an event of the story ignored) and the solution has one line fewer. Later steps are
+    computed correctly from the wrong value, as an actor that made one mistake would.
     """
-    if kind not in ERROR_KINDS:
-        raise ValueError(f"unknown error kind {kind!r}; valid: {', '.join(ERROR_KINDS)}")
+    if kind not in ALL_ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; valid: {', '.join(ALL_ERROR_KINDS)}")
     program = program_of(problem)
     if not 1 <= error_step <= len(program):
         raise ValueError(f"error_step {error_step} outside 1..{len(program)}")
@@ -289,12 +292,19 @@ def corrupt_solution(problem: Problem, error_step: int, kind: str, rng: random.R
     original = program[i]
     if kind == "operand" and original.a_ref and original.b_ref:
         kind = "calculation"  # no literal to misread
+    if kind == "skipped" and len(program) == 1:
+        kind = "calculation"  # nothing would be left
     results: list[Fraction] = []
     lines = []
     for j, step in enumerate(program):
         a = results[step.a - 1] if step.a_ref else Fraction(step.a)
         b = results[step.b - 1] if step.b_ref else Fraction(step.b)
         op, correct = step.op, _apply(a, step.op, b)
+        if j == i and kind == "skipped":
+            if correct != a:
+                results.append(a)
+                continue
+            kind = "calculation"  # skipping a step that changes nothing (x*1) is no error
         if j == i and kind == "operand":
             if not step.b_ref:
                 b = Fraction(_misread(step.b, rng))
@@ -316,8 +326,9 @@ def corrupt_solution(problem: Problem, error_step: int, kind: str, rng: random.R
                 delta = rng.choice([-1, 1]) * rng.randint(1, max(2, min(10, int(abs(r)) // 3 + 1)))
             r = r + delta
         results.append(r)
-        lines.append(step_line(j + 1, a, op, b, r))
+        lines.append(step_line(len(lines) + 1, a, op, b, r))
     answer = format_number(results[-1])
+    # a skipped step shows at or after the line that now stands in its place (the answer line if it was the last)
     return CorruptedSolution(tuple(lines) + (answer_line(answer),), error_step, kind, answer)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -39,11 +40,33 @@ def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
     return SelfCheckCritic(actor.backend, actor.template, max_new_tokens=max_new_tokens)
 
 
+def _model_critic(actor: Any = None, model: str | None = None, backend: str = "hf", number_format: str = "reversed",
+                  max_new_tokens: int = 320, batch_size: int = 64, threads: int = 2,
+                  base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None) -> Critic:
+    from agents.backends import make_backend
+    from agents.prompts import PromptTemplate
+    from critics.model_critic import ModelCritic
+
+    if not model:
+        raise ConfigError("critic=model: no critique model; set critic.model or run the critic_training stage")
+    if backend == "hf":
+        lm = make_backend("hf", str(model), batch_size=int(batch_size), threads=int(threads))
+    elif backend == "openai":
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(model)) if Path(str(model)).exists() else None
+        lm = make_backend("openai", str(served_model or model), base_url=base_url, tokenizer=tokenizer)
+    else:
+        raise ConfigError(f"unknown critic.backend {backend!r}; valid: hf, openai")
+    return ModelCritic(lm, PromptTemplate(number_format=number_format), max_new_tokens=int(max_new_tokens))
+
+
 # every builder takes the actor (``None`` when the stage has none) and the critic's config keys
 CRITICS: dict[str, Callable[..., Critic]] = {
     "none": lambda actor=None: NullCritic(),
     "oracle": lambda actor=None: OracleCritic(),
     "self": _self_check,
+    "model": _model_critic,
 }
 
 

@@ -14,12 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from agents.scripted import ScriptedActor
 from critics import NullCritic
 from envs import SyntheticArithmetic, run_episode
+from pipeline.checkpoints import SHIPPED_ACTOR, actor_checkpoint, copy_checkpoint, critic_checkpoint
 from pipeline.config import ConfigError
+from pipeline.critic_stages import critic_training, critique_data, eval_critic
 from pipeline.factory import make_actor, make_critic, make_env, make_problem_source
+from pipeline.test_time_stages import eval_test_time
 from storage import atomic_write_json, read_json
-
-REPO = Path(__file__).resolve().parent.parent
-SHIPPED_ACTOR = REPO / "checkpoints" / "tiny-actor"
 
 __all__ = ["STAGES", "Stage", "run_stages"]
 
@@ -35,7 +35,7 @@ class Stage:
 def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """gymnasium's check_env on the configured env, then scripted episodes through it."""
     cfg = _scripted(cfg)
-    critic = _configured_critic(cfg)
+    critic = configured_critic(cfg)
     env = make_env(cfg, critic=critic)
     check_env(env, skip_render_check=True)
     n = int(cfg.env_check.episodes)
@@ -62,7 +62,7 @@ def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     cfg = _scripted(cfg)
     env = make_env(cfg, problems=SyntheticArithmetic(size=max(8, int(cfg.demo.episodes)), min_steps=3,
                                                       max_steps=5, seed=int(cfg.seed), split="test")
-                   if cfg.problems.name != "synthetic" else None, critic=_configured_critic(cfg))
+                   if cfg.problems.name != "synthetic" else None, critic=configured_critic(cfg))
     actor = ScriptedActor(error_step=cfg.demo.error_step, error_kind=cfg.demo.error_kind, seed=int(cfg.seed))
     shown = []
     for episode in range(int(cfg.demo.episodes)):
@@ -93,25 +93,19 @@ def _scripted(cfg: DictConfig) -> DictConfig:
     return cfg
 
 
-def _configured_critic(cfg: DictConfig):
-    """The configured critic; one that runs on the actor's model (``self``) gets the actor built for it."""
-    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed)) if cfg.critic.name == "self" else None
-    return make_critic(cfg.critic, actor=actor)
-
-
-def actor_checkpoint(cfg: DictConfig) -> str | None:
-    """Where the actor the later stages use lives: ``actor.model`` if set, else the warm-up's output."""
-    if cfg.actor.get("model"):
-        return str(cfg.actor.model)
-    path = Path(cfg.run_dir) / "actor"
-    return str(path) if path.exists() else None
+def configured_critic(cfg: DictConfig, actor=None):
+    """The configured critic; ``self`` runs on the actor's model, ``model`` on the run's critique model."""
+    if cfg.critic.name == "self" and actor is None:
+        actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
+    critic_cfg = cfg.critic
+    if cfg.critic.name == "model":
+        critic_cfg = cfg.critic.copy()
+        critic_cfg.model = critic_checkpoint(cfg)
+    return make_critic(critic_cfg, actor=actor)
 
 
 def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The tiny actor: copied from the shipped checkpoint (``actor.init=shipped``) or trained by its recipe."""
-    import shutil
-
-    from storage import atomic_directory
     from trainers.sft import ActorSFTConfig, train_tiny_actor
 
     a = cfg.actor
@@ -121,9 +115,7 @@ def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if a.init == "shipped":
         if not (SHIPPED_ACTOR / "model.safetensors").exists():
             raise ConfigError(f"actor.init=shipped but there is no checkpoint at {SHIPPED_ACTOR}; use actor.init=train")
-        with atomic_directory(out) as tmp:
-            shutil.copytree(SHIPPED_ACTOR, tmp, dirs_exist_ok=True)
-        recipe = read_json(out / "recipe.json")
+        recipe = copy_checkpoint(SHIPPED_ACTOR, out)
         print(f"[warmup] started from the shipped checkpoint {SHIPPED_ACTOR} "
               f"(trained {recipe['train_seconds']} s, loss {recipe['train_loss']})")
         return {"init": "shipped", "checkpoint": str(out), **{k: recipe[k] for k in ("train_loss", "parameters")}}
@@ -145,12 +137,12 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from rollout import RolloutStats, rollout
 
     actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
-    problems = _eval_problems(cfg)
+    problems = eval_problems(cfg)
     env_config = EnvConfig(**{**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"})
     decoding = "greedy" if float(cfg.actor.temperature) == 0 else f"T={cfg.actor.temperature}"
     runs = [(f"actor ({cfg.actor.backend}, {decoding})", "accuracy", NullCritic())]
     if cfg.eval.with_critic and cfg.critic.name != "none":
-        critic = make_critic(cfg.critic, actor=actor)
+        critic = configured_critic(cfg, actor=actor)
         runs.append((f"+ {critic.name} critic, <= {env_config.max_refinements} refinements", "with_critic", critic))
     metrics: dict[str, Any] = {}
     rows = {}
@@ -171,7 +163,7 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return metrics
 
 
-def _eval_problems(cfg: DictConfig) -> list:
+def eval_problems(cfg: DictConfig) -> list:
     p = cfg.problems
     if p.name == "synthetic":
         levels = p.max_steps - p.min_steps + 1
@@ -188,6 +180,10 @@ STAGES: dict[str, Stage] = {
         Stage("demo", _demo, False, "an episode step by step with the configured critic"),
         Stage("warmup", _warmup, True, "the tiny actor (shipped checkpoint or SFT from scratch)"),
         Stage("eval_actor", _eval_actor, False, "actor accuracy by difficulty"),
+        Stage("critique_data", critique_data, True, "AutoMathCritique: flawed responses, critiques, refinement filter"),
+        Stage("critic_training", critic_training, True, "the critique model (shipped, or SFT on the critique data)"),
+        Stage("eval_critic", eval_critic, False, "critics' verdicts and error locations on held-out solutions"),
+        Stage("eval_test_time", eval_test_time, False, "test-time supervision: critique -> refine, voting, scaling"),
     )
 }
 

@@ -15,7 +15,7 @@ from agents.prompts import PromptTemplate
 from critics import NullCritic
 from envs import EnvConfig, SyntheticArithmetic
 from evaluation import accuracy_by_difficulty
-from pipeline.stages import SHIPPED_ACTOR
+from pipeline.checkpoints import SHIPPED_ACTOR
 from rollout import rollout
 from tests.conftest import ROOT
 

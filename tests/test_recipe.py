@@ -60,7 +60,7 @@ def test_shipped_checkpoint_matches_the_configured_recipe():
     from omegaconf import OmegaConf
 
     from pipeline import load_config
-    from pipeline.stages import SHIPPED_ACTOR
+    from pipeline.checkpoints import SHIPPED_ACTOR
 
     shipped = json.loads((SHIPPED_ACTOR / "recipe.json").read_text())
     configured = ActorSFTConfig.from_dict(OmegaConf.to_container(load_config([]).actor.warmup, resolve=True))

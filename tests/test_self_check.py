@@ -5,7 +5,7 @@ from agents.prompts import PromptTemplate
 from critics import Critic
 from critics.self_check import SelfCheckCritic
 from envs import SyntheticArithmetic, corrupt_solution
-from pipeline.stages import SHIPPED_ACTOR
+from pipeline.checkpoints import SHIPPED_ACTOR
 
 
 def test_self_check_finds_slips_the_actor_would_not_make():

@@ -23,7 +23,7 @@ from envs.math_env import feedback_summary
 from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
 from storage import atomic_directory
 
-__all__ = ["ActorSFTConfig", "build_actor_examples", "train_tiny_actor"]
+__all__ = ["ActorSFTConfig", "build_actor_examples", "train_tiny_actor", "sft_train"]
 
 
 @dataclass
@@ -84,15 +84,28 @@ def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
 def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int = 100) -> dict[str, Any]:
     """Build the tokenizer and model, train, and save a checkpoint any backend loads (``save_pretrained``)."""
     import torch
-    from datasets import Dataset
     from transformers import set_seed
-    from trl import SFTConfig, SFTTrainer
 
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
     examples = build_actor_examples(config)
     tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
     model = build_tiny_model(config.model, tokenizer, seed=config.seed)
+    return sft_train(model, tokenizer, examples, config, out_dir, recipe=asdict(config), log_every=log_every)
+
+
+def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config: Any, out_dir: str | Path,
+              recipe: dict[str, Any], log_every: int = 100) -> dict[str, Any]:
+    """Prompt/completion SFT with TRL (loss on the completion only); the checkpoint folder appears atomically.
+
+    ``config`` supplies seed, train_steps, batch_size, learning_rate, warmup_ratio, weight_decay, max_length.
+    """
+    import shutil
+
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
         args = SFTConfig(
@@ -122,11 +135,10 @@ def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        import shutil
-
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         summary = {
-            "recipe": asdict(config),
+            "recipe": recipe,
+            "examples": len(examples),
             "train_seconds": round(seconds, 1),
             "train_loss": round(result.training_loss, 4),
             "parameters": sum(p.numel() for p in model.parameters()),

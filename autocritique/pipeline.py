@@ -1,0 +1,192 @@
+"""The three AutoMathCritique stages end to end, and the dataset they write.
+
+One row per (problem, response, critique, provenance), JSONL, loadable with ``datasets.load_dataset("json",
+data_files=...)``. The file and its stats appear atomically: a killed run leaves the old files or none.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from autocritique.annotate import Annotation, Annotator, OracleAnnotator
+from autocritique.flawed import FlawedResponse, located_errors, sample_responses, text_errors, typed_errors
+from autocritique.refine_filter import refinement_filter
+from critics.critique import Critique
+from envs.problems import Problem
+from envs.synthetic import ALL_ERROR_KINDS
+from storage import atomic_write_json, atomic_write_jsonl
+
+__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "write_dataset", "read_dataset", "rows_to_examples"]
+
+
+@dataclass
+class AutoCritiqueConfig:
+    """How many responses each Stage-1 source contributes, and the Stage-3 check."""
+
+    seed: int = 0
+    sampled_problems: int = 8_000    # the actor's own samples (natural mistakes)
+    sampled_per_problem: int = 1
+    sample_temperature: float = 1.0
+    located_problems: int = 3_000    # error-location control: the actor continues after an injected error
+    typed_problems: int = 5_000      # error-type control: one programmatic mistake
+    typed_per_problem: int = 1
+    reference_problems: int = 3_000  # reference solutions (critiques that say "correct")
+    kinds: tuple[str, ...] = ALL_ERROR_KINDS
+    refine_samples: int = 2          # Stage 3: refinements per "wrong" critique (0: filter off)
+    refine_threshold: float = 0.5
+    refine_temperature: float = 0.7
+    batch_size: int = 64
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AutoCritiqueConfig:
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown autocritique key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
+        d = dict(d)
+        if "kinds" in d:
+            d["kinds"] = tuple(d["kinds"])
+        return cls(**d)
+
+    @property
+    def total_problems(self) -> int:
+        return self.sampled_problems + self.located_problems + self.typed_problems + self.reference_problems
+
+
+@dataclass
+class PipelineStats:
+    responses: Counter = field(default_factory=Counter)       # stage 1, by source
+    annotated: Counter = field(default_factory=Counter)       # stage 2, by source
+    kept: Counter = field(default_factory=Counter)            # stage 3, by source
+    dropped: Counter = field(default_factory=Counter)         # by reason
+    verdicts: Counter = field(default_factory=Counter)        # kept rows: correct / wrong
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: dict(getattr(self, k)) for k in self.__dataclass_fields__}
+
+
+def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: AutoCritiqueConfig,
+                           annotator: Annotator | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Stage 1 -> 2 -> 3 over ``problems`` (sliced in order among the sources); returns rows and stats.
+
+    Problems without a synthetic program (GSM8K) get their typed mistakes as text edits (:func:`text_errors`:
+    calculation slips) and no located ones, which need the program to inject the mistake.
+    """
+    rng = random.Random(config.seed)
+    annotator = annotator or OracleAnnotator()
+    stats = PipelineStats()
+    cuts = [config.sampled_problems, config.located_problems, config.typed_problems, config.reference_problems]
+    if sum(cuts) > len(problems):
+        raise ValueError(f"the autocritique config asks for {sum(cuts)} problems but {len(problems)} were given")
+    bounds = [sum(cuts[:i]) for i in range(5)]
+    sampled, located, typed, reference = (problems[bounds[i]:bounds[i + 1]] for i in range(4))
+
+    start = time.perf_counter()
+    responses: list[FlawedResponse] = []
+    if sampled:
+        responses += sample_responses(sampled, _with_temperature(actor, config.sample_temperature),
+                                      config.sampled_per_problem, config.batch_size, config.seed)
+    programmatic = all("program" in p.metadata for p in problems)
+    if located and programmatic:
+        responses += located_errors(located, actor, rng, kinds=config.kinds)
+    if typed:
+        responses += (typed_errors(typed, rng, config.typed_per_problem, config.kinds) if programmatic
+                      else text_errors(typed, rng))
+    responses += [FlawedResponse(p, tuple(p.steps), "reference") for p in reference if p.steps]
+    stats.responses.update(r.source for r in responses)
+    stats.seconds["flawed"] = round(time.perf_counter() - start, 1)
+
+    start = time.perf_counter()
+    annotations = annotator.annotate(responses)
+    stats.annotated.update(a.response.source for a in annotations if a.critique is not None)
+    stats.seconds["annotate"] = round(time.perf_counter() - start, 1)
+
+    start = time.perf_counter()
+    decisions = refinement_filter(annotations, actor, config.refine_samples, config.refine_threshold,
+                                  config.refine_temperature, config.seed)
+    stats.seconds["filter"] = round(time.perf_counter() - start, 1)
+
+    rows = []
+    for a, d in zip(annotations, decisions):
+        if not d.keep:
+            stats.dropped[d.reason] += 1
+            continue
+        stats.kept[a.response.source] += 1
+        stats.verdicts["correct" if a.critique.is_correct else "wrong"] += 1
+        rows.append(_row(a, d, annotator.name, len(rows)))
+    summary = stats.to_dict()
+    summary["rows"] = len(rows)
+    summary["config"] = asdict(config)
+    return rows, summary
+
+
+def _with_temperature(actor: Any, temperature: float) -> Any:
+    from dataclasses import replace
+
+    from agents.actor import Actor
+
+    return Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=actor.sampling.seed),
+                 actor.action_unit)
+
+
+def _row(a: Annotation, decision: Any, annotator: str, index: int) -> dict[str, Any]:
+    r, critique = a.response, a.critique
+    return {
+        "id": f"{r.problem.id}/{r.source}/{index}",
+        "problem_id": r.problem.id,
+        "question": r.problem.question,
+        "answer": r.problem.answer,
+        "reference": list(r.problem.steps),
+        "difficulty": r.problem.difficulty,
+        "dataset": r.problem.source,
+        "source": r.source,
+        "error_step": r.error_step,
+        "error_kind": r.error_kind,
+        "steps": list(r.steps),
+        "answer_correct": r.answer_correct,
+        "critique": critique.render(),
+        "is_correct": critique.is_correct,
+        "first_error_step": critique.first_error_step,
+        "annotator": annotator,
+        "refinements": decision.refinements,
+        "refinements_fixed": decision.fixed,
+    }
+
+
+def write_dataset(out_dir: str | Path, rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> Path:
+    """``critiques.jsonl`` and ``stats.json`` in ``out_dir``, each written atomically (data first)."""
+    out_dir = Path(out_dir)
+    path = atomic_write_jsonl(out_dir / "critiques.jsonl", rows)
+    atomic_write_json(out_dir / "stats.json", stats)
+    return path
+
+
+def read_dataset(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a critique dataset; a malformed row is an error naming the file and line."""
+    import json
+
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                Critique.parse(row["critique"], num_steps=len(row["steps"]))
+                row["question"], row["steps"]  # noqa: B018 - required keys
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{path}:{number}: malformed critique row ({type(err).__name__}: {err})") from err
+            rows.append(row)
+    return rows
+
+
+def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any) -> list[dict[str, str]]:
+    """Critique-model SFT examples: the critique prompt -> the critique text."""
+    return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
+             "completion": template.critique_completion(row["critique"])} for row in rows]

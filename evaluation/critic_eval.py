@@ -1,0 +1,126 @@
+"""How good is a critic? Verdict and first-error location on labelled solutions, by kind of mistake.
+
+Three sets of solutions to held-out problems, labelled by the verifier (is the final answer wrong?) and the
+oracle critic (where is the first wrong step?):
+
+* ``natural``: the actor's samples at a temperature: the mistakes a critic meets in practice;
+* ``injected``: one programmatic mistake per reference solution, mixed half and half with the references;
+* ``greedy``: the actor's greedy solutions. Its greedy mistakes are systematic, so a step-wise self-check,
+  which asks the actor again, cannot see them; catches there are reported on their own.
+
+The scores: balanced accuracy of the wrong/right verdict (the mean of the recall on wrong and on right
+solutions, so a critic that always says "correct" scores 0.5), F1 on the wrong class, and the share of the
+wrong solutions the critic flags whose first wrong step it names exactly.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from autocritique.flawed import sample_responses, typed_errors
+from critics.critique import Critique
+from critics.oracle import OracleCritic
+from envs.problems import Problem
+
+__all__ = ["LabeledSolution", "label", "collect_eval_solutions", "score_critic", "CRITIC_COLUMNS", "format_critic_table"]
+
+
+@dataclass(frozen=True)
+class LabeledSolution:
+    problem: Problem
+    steps: tuple[str, ...]
+    wrong: bool                # the verifier rejects the final answer
+    first_error: int | None    # the oracle's first wrong step (None when it finds none)
+    subset: str
+
+
+def label(problem: Problem, steps: Sequence[str], subset: str, oracle: OracleCritic | None = None) -> LabeledSolution:
+    from rewards.verifier import verify_response
+
+    oracle = oracle or OracleCritic()
+    wrong = not verify_response("\n".join(steps), problem.answer).correct
+    first = oracle.critique(problem, steps).first_error_step
+    if wrong and first is None:
+        first = len(steps)  # nothing wrong before the answer: the answer line is the error
+    return LabeledSolution(problem, tuple(steps), wrong, first if wrong else None, subset)
+
+
+def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature: float = 1.0, seed: int = 0,
+                           kinds: Sequence[str] | None = None) -> dict[str, list[LabeledSolution]]:
+    """The three labelled sets for ``problems`` (held-out ones)."""
+    from agents.actor import Actor
+
+    oracle = OracleCritic()
+    sets: dict[str, list[LabeledSolution]] = {}
+    sampler = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=seed))
+    sets["natural"] = [label(r.problem, r.steps, "natural", oracle) for r in sample_responses(problems, sampler, seed=seed)]
+    greedy = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=0.0))
+    sets["greedy"] = [label(r.problem, r.steps, "greedy", oracle) for r in sample_responses(problems, greedy, seed=seed)]
+    rng = random.Random(seed)
+    half = len(problems) // 2
+    injected = typed_errors(problems[:half], rng, kinds=kinds) if kinds else typed_errors(problems[:half], rng)
+    sets["injected"] = ([label(r.problem, r.steps, "injected", oracle) for r in injected]
+                        + [label(p, p.steps, "injected", oracle) for p in problems[half:]])
+    return sets
+
+
+def score_critic(critiques: Sequence[Critique], solutions: Sequence[LabeledSolution]) -> dict[str, Any]:
+    if len(critiques) != len(solutions):
+        raise ValueError(f"{len(critiques)} critiques for {len(solutions)} solutions")
+    wrong = [(c, s) for c, s in zip(critiques, solutions) if s.wrong]
+    right = [(c, s) for c, s in zip(critiques, solutions) if not s.wrong]
+    caught = [(c, s) for c, s in wrong if not c.is_correct]
+    false_alarms = sum(not c.is_correct for c, _ in right)
+    located = sum(c.first_error_step == s.first_error for c, s in caught)
+    recall_wrong = len(caught) / len(wrong) if wrong else None
+    recall_right = (len(right) - false_alarms) / len(right) if right else None
+    flagged = len(caught) + false_alarms
+    precision = len(caught) / flagged if flagged else 0.0
+    f1 = (2 * precision * recall_wrong / (precision + recall_wrong)
+          if recall_wrong and precision + recall_wrong > 0 else 0.0)
+    parts = [r for r in (recall_wrong, recall_right) if r is not None]
+    return {
+        "n": len(solutions),
+        "wrong": len(wrong),
+        "caught": len(caught),
+        "false_alarms": false_alarms,
+        "recall_wrong": _r(recall_wrong),
+        "recall_right": _r(recall_right),
+        "balanced_accuracy": _r(sum(parts) / len(parts)) if parts else None,
+        "f1_wrong": _r(f1),
+        "located": located,
+        "location_accuracy": _r(located / len(caught)) if caught else None,
+        "abstained": sum(c.abstained for c in critiques),
+    }
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 4)
+
+
+CRITIC_COLUMNS = [
+    ("natural", "balanced_accuracy", "natural: bal. acc."),
+    ("natural", "f1_wrong", "natural: F1 wrong"),
+    ("natural", "location_accuracy", "natural: located"),
+    ("injected", "balanced_accuracy", "injected: bal. acc."),
+    ("injected", "location_accuracy", "injected: located"),
+    ("greedy", "recall_wrong", "greedy mistakes caught"),
+    ("greedy", "recall_right", "greedy right passed"),
+]
+
+
+def format_critic_table(scores: dict[str, dict[str, dict[str, Any]]], title: str = "") -> str:
+    """``scores[critic][subset] -> score_critic(...)`` as a markdown table."""
+    head = "| critic | " + " | ".join(c[2] for c in CRITIC_COLUMNS) + " |"
+    lines = [f"**{title}**", ""] if title else []
+    lines += [head, "|" + "---|" * (len(CRITIC_COLUMNS) + 1)]
+    for name, by_subset in scores.items():
+        cells = []
+        for subset, key, _ in CRITIC_COLUMNS:
+            value = by_subset.get(subset, {}).get(key)
+            cells.append("–" if value is None else f"{value:.2f}")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,164 @@
+"""Test-time supervision measured from episode records: critique -> refine rounds, and parallel scaling.
+
+Everything here reads :class:`~envs.math_env.EpisodeRecord`s written by the environment and the batched rollout
+(no second evaluation path). An episode run with ``max_refinements=R`` holds every round: ``attempts[r]`` is
+the solution the critic reviewed after r refinements, so accuracy after 0..R rounds, fixes and breaks, and the
+tokens each round cost come from one run.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from envs.math_env import EpisodeRecord
+from envs.problems import Problem
+from evaluation.voting import Sample, choose
+from rewards.verifier import verify_response
+
+__all__ = ["RoundOutcome", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched",
+           "PresampledActor", "replicate"]
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    correct: bool
+    answer: str | None
+    tokens: int     # tokens generated (actor, and critic where it reports them) up to and including this round
+    accepted: bool  # the critic found no error in this round's solution
+
+
+def rounds_of(record: EpisodeRecord, max_rounds: int) -> list[RoundOutcome]:
+    """The outcome after 0..max_rounds refinements (an episode that stopped early keeps its last outcome)."""
+    outcomes: list[RoundOutcome] = []
+    tokens = 0
+    attempts = record.attempts or []
+    for r, attempt in enumerate(attempts[: max_rounds + 1]):
+        if r < len(record.generations):
+            tokens += len(record.generations[r].completion_ids)
+        tokens += int(attempt.critique.extras.get("tokens", 0))
+        result = verify_response("\n".join(attempt.steps), record.problem.answer)
+        outcomes.append(RoundOutcome(result.correct, result.extracted, tokens, attempt.critique.is_correct))
+    if not outcomes:  # no attempt reviewed (e.g. an action error ended it): the final state is round 0
+        tokens = sum(len(g.completion_ids) for g in record.generations)
+        outcomes.append(RoundOutcome(record.correct, record.final_answer, tokens, True))
+    while len(outcomes) < max_rounds + 1:
+        outcomes.append(outcomes[-1])
+    return outcomes
+
+
+def refinement_summary(records: Sequence[EpisodeRecord], max_rounds: int) -> dict[str, Any]:
+    """Accuracy by difficulty after each round, and how often a round fixed a wrong answer or broke a right one."""
+    by_level: dict[str, list[list[bool]]] = defaultdict(list)
+    fixes = [0] * (max_rounds + 1)
+    breaks = [0] * (max_rounds + 1)
+    tokens = [0] * (max_rounds + 1)
+    for record in records:
+        rounds = rounds_of(record, max_rounds)
+        by_level[str(record.problem.difficulty)].append([o.correct for o in rounds])
+        for r in range(1, max_rounds + 1):
+            fixes[r] += (not rounds[r - 1].correct) and rounds[r].correct
+            breaks[r] += rounds[r - 1].correct and not rounds[r].correct
+        for r in range(max_rounds + 1):
+            tokens[r] += rounds[r].tokens
+    n = len(records)
+    table = {f"R={r}": {level: _acc([v[r] for v in values]) for level, values in sorted(by_level.items(),
+                                                                                        key=lambda kv: int(kv[0]))}
+             for r in range(max_rounds + 1)}
+    overall = {f"R={r}": _acc([v[r] for values in by_level.values() for v in values]) for r in range(max_rounds + 1)}
+    return {
+        "by_round": table,
+        "overall": overall,
+        "fixed": {f"R={r}": fixes[r] for r in range(1, max_rounds + 1)},
+        "broken": {f"R={r}": breaks[r] for r in range(1, max_rounds + 1)},
+        "mean_tokens": {f"R={r}": round(tokens[r] / n, 1) if n else None for r in range(max_rounds + 1)},
+        "episodes": n,
+    }
+
+
+def _acc(values: Sequence[bool]) -> dict[str, Any]:
+    return {"n": len(values), "correct": sum(values), "accuracy": round(sum(values) / len(values), 4) if values else None}
+
+
+def samples_of(records: Sequence[EpisodeRecord], k_max: int, rounds: int = 0) -> dict[str, list[Sample]]:
+    """Group the records of replicated problems (see :func:`replicate`) into per-problem sample lists.
+
+    ``rounds`` picks the outcome after that many refinements (0: the samples as drawn, with the critic's
+    verdict on them). Token counts include every round up to it.
+    """
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for record in records:
+        base = record.problem.metadata.get("replica_of", record.problem.id)
+        outcome = rounds_of(record, rounds)[rounds]
+        grouped[base].append(Sample(outcome.answer, outcome.correct, outcome.accepted, outcome.tokens))
+    return {k: v[:k_max] for k, v in grouped.items()}
+
+
+def scaling_curves(samples: dict[str, list[Sample]], difficulty: dict[str, int], ks: Sequence[int],
+                   methods: Sequence[str]) -> dict[str, Any]:
+    """``{method: {"k=..": {"overall": acc, "by_difficulty": {...}, "mean_tokens": t}}}``."""
+    out: dict[str, Any] = {}
+    for method in methods:
+        out[method] = {}
+        for k in ks:
+            by_level: dict[str, list[bool]] = defaultdict(list)
+            tokens = []
+            for pid, s in samples.items():
+                if len(s) < k:
+                    raise ValueError(f"problem {pid} has {len(s)} samples, fewer than k={k}")
+                by_level[str(difficulty[pid])].append(choose(method, s, k))
+                tokens.append(sum(x.tokens for x in s[:k]))
+            every = [v for values in by_level.values() for v in values]
+            out[method][f"k={k}"] = {
+                "overall": round(sum(every) / len(every), 4),
+                "by_difficulty": {lvl: round(sum(v) / len(v), 4) for lvl, v in sorted(by_level.items(),
+                                                                                      key=lambda kv: int(kv[0]))},
+                "mean_tokens": round(sum(tokens) / len(tokens), 1),
+            }
+    return out
+
+
+def budget_matched(samples: dict[str, list[Sample]], budget_per_problem: float, levels: Sequence[str] | None,
+                   difficulty: dict[str, int]) -> dict[str, Any]:
+    """Plain majority voting given the same mean token budget: as many samples as that budget buys (at least 1)."""
+    per_sample = sum(x.tokens for s in samples.values() for x in s) / max(1, sum(len(s) for s in samples.values()))
+    k = max(1, min(min(len(s) for s in samples.values()), round(budget_per_problem / max(per_sample, 1e-9))))
+    chosen = [choose("majority", s, k) for pid, s in samples.items()
+              if levels is None or str(difficulty[pid]) in levels]
+    return {"k": k, "accuracy": round(sum(chosen) / len(chosen), 4) if chosen else None,
+            "budget_per_problem": round(budget_per_problem, 1), "tokens_per_sample": round(per_sample, 1)}
+
+
+def replicate(problems: Sequence[Problem], k: int) -> list[Problem]:
+    """k copies of each problem with distinct ids (``<id>#<j>``) that remember the original."""
+    return [replace(p, id=f"{p.id}#{j}", metadata={**p.metadata, "replica_of": p.id})
+            for p in problems for j in range(k)]
+
+
+class PresampledActor:
+    """Plays given first solutions, then lets a model actor refine them: every critic sees the same samples.
+
+    ``first`` maps a problem id to the record it was sampled in; its solution is played as the first action and
+    its generation is copied into the new record, so token counts stay aligned with the rounds.
+    """
+
+    def __init__(self, first: dict[str, EpisodeRecord], actor: Any):
+        self.first, self.actor = first, actor
+
+    def act_batch(self, observations: Sequence[dict[str, str]], infos: Sequence[dict[str, Any]]) -> list[str]:
+        actions: list[str | None] = [None] * len(infos)
+        ask = []
+        for i, info in enumerate(infos):
+            record = info["record"]
+            if not record.attempts and not record.steps and record.problem.id in self.first:
+                sampled = self.first[record.problem.id]
+                record.generations.extend(sampled.generations[:1])
+                actions[i] = "\n".join(sampled.attempts[0].steps if sampled.attempts else sampled.steps)
+            else:
+                ask.append(i)
+        if ask:
+            for i, action in zip(ask, self.actor.act_batch([observations[i] for i in ask], [infos[i] for i in ask])):
+                actions[i] = action
+        return actions  # type: ignore[return-value]

@@ -1,0 +1,95 @@
+"""Weights & Biases tracking: metrics, and episodes as tables a user can click through.
+
+Offline by default (no account, no network: ``wandb sync <run_dir>/wandb/offline-run-*`` uploads later);
+``tracking.mode=online`` when logged in; ``tracking.mode=disabled`` turns it off. A disabled tracker accepts
+every call and does nothing, so callers never branch on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from envs.math_env import EpisodeRecord
+
+__all__ = ["Tracker", "EPISODE_COLUMNS", "episode_rows"]
+
+MODES = ("offline", "online", "disabled")
+EPISODE_COLUMNS = ["problem_id", "difficulty", "problem", "round", "solution", "critic_verdicts", "feedback",
+                   "final_answer", "gold", "reward"]
+
+
+class Tracker:
+    def __init__(self, mode: str, run_dir: str | Path, project: str = "critique-gym", name: str | None = None,
+                 config: dict[str, Any] | None = None, group: str | None = None):
+        if mode not in MODES:
+            raise ValueError(f"unknown tracking mode {mode!r}; valid: {', '.join(MODES)}")
+        self.mode, self.run = mode, None
+        if mode == "disabled":
+            return
+        import wandb
+
+        os.environ.setdefault("WANDB_SILENT", "true")
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=project, name=name, group=group, dir=str(run_dir), mode=mode,
+                              config=config or {}, reinit="create_new",
+                              settings=wandb.Settings(console="off", x_disable_stats=True, disable_git=True))
+
+    @property
+    def directory(self) -> Path | None:
+        """The run's local folder (``.../wandb/offline-run-...``), or None when disabled."""
+        return Path(self.run.dir).parent if self.run is not None else None
+
+    def log(self, metrics: dict[str, Any], step: int | None = None) -> None:
+        if self.run is not None:
+            self.run.log(metrics, step=step)
+
+    def summary(self, metrics: dict[str, Any]) -> None:
+        if self.run is not None:
+            self.run.summary.update(metrics)
+
+    def table(self, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
+
+    def image(self, key: str, path: str | Path) -> None:
+        if self.run is not None:
+            import wandb
+
+            self.run.log({key: wandb.Image(str(path))})
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None
+
+    def __enter__(self) -> Tracker:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.finish()
+
+
+def episode_rows(records: Sequence[EpisodeRecord]) -> list[list[Any]]:
+    """One row per reviewed attempt: what the actor wrote, what the critic said of each step, what came of it."""
+    rows = []
+    for record in records:
+        p = record.problem
+        attempts = record.attempts or []
+        for r, attempt in enumerate(attempts):
+            verdicts = "\n".join(j.render() for j in attempt.critique.steps) or "(no review)"
+            first = attempt.critique.first_error_step
+            feedback = attempt.critique.feedback_for(first) if first else ""
+            if attempt.critique.hint:
+                feedback = f"{feedback} Hint: {attempt.critique.hint}".strip()
+            last = r == len(attempts) - 1
+            rows.append([p.id, p.difficulty, p.question, r, "\n".join(attempt.steps), verdicts, feedback,
+                         record.final_answer if last else "", p.answer, record.total_reward if last else None])
+        if not attempts:
+            rows.append([p.id, p.difficulty, p.question, 0, "\n".join(record.steps), "(no review)", "",
+                         record.final_answer, p.answer, record.total_reward])
+    return rows

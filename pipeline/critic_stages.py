@@ -1,0 +1,154 @@
+"""The AutoMathCritique stages: critique data, critic training, critic evaluation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.checkpoints import SHIPPED_CRITIC, actor_checkpoint, copy_checkpoint, critic_checkpoint
+from pipeline.config import ConfigError
+from pipeline.factory import make_actor, make_critic
+
+__all__ = ["critique_data", "critic_training", "eval_critic"]
+
+
+def _data_problems(cfg: DictConfig, total: int) -> list:
+    from envs import SyntheticArithmetic, load_gsm8k
+
+    a = cfg.autocritique
+    if a.dataset == "synthetic":
+        p = cfg.problems if cfg.problems.name == "synthetic" else None
+        return SyntheticArithmetic(size=total, min_steps=int(p.min_steps) if p else 1,
+                                   max_steps=int(p.max_steps) if p else 8, max_operand=int(p.max_operand) if p else 30,
+                                   max_value=int(p.max_value) if p else 499, split="train",
+                                   seed=int(cfg.seed) + 1)[:]
+    if a.dataset == "gsm8k":
+        return list(load_gsm8k(a.get("path"), split="train", limit=total))
+    raise ConfigError(f"unknown autocritique.dataset {a.dataset!r}; valid: synthetic, gsm8k")
+
+
+def critique_data(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Stages 1-3 over training problems; writes ``critique_data/critiques.jsonl`` and ``stats.json``."""
+    from autocritique import AutoCritiqueConfig, build_critique_dataset, write_dataset
+
+    settings = OmegaConf.to_container(cfg.autocritique, resolve=True)
+    settings.pop("dataset")
+    settings.pop("path", None)
+    settings.setdefault("seed", int(cfg.seed))
+    try:
+        config = AutoCritiqueConfig.from_dict(settings)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
+    rows, stats = build_critique_dataset(_data_problems(cfg, config.total_problems), actor, config)
+    path = write_dataset(run_dir / "critique_data", rows, stats)
+    print(f"[critique_data] responses {dict(stats['responses'])}; kept {dict(stats['kept'])}; "
+          f"dropped {dict(stats['dropped'])} -> {path}")
+    return {"path": str(path), **{k: v for k, v in stats.items() if k != "config"}}
+
+
+def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """The critique model: the shipped tiny critic, or one trained on this run's critique data."""
+    from autocritique import read_dataset
+    from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
+
+    c = cfg.critic_training
+    out = run_dir / "critic"
+    if c.init == "shipped":
+        if not (SHIPPED_CRITIC / "model.safetensors").exists():
+            raise ConfigError(f"critic_training.init=shipped but there is no checkpoint at {SHIPPED_CRITIC}; "
+                              "use critic_training.init=actor")
+        recipe = copy_checkpoint(SHIPPED_CRITIC, out)
+        print(f"[critic_training] the shipped critic {SHIPPED_CRITIC} (trained {recipe['train_seconds']} s on "
+              f"{recipe['examples']} critiques, loss {recipe['train_loss']})")
+        return {"init": "shipped", "checkpoint": str(out), "train_loss": recipe["train_loss"]}
+    if c.init not in ("actor", "scratch"):
+        raise ConfigError(f"critic_training.init must be shipped, actor or scratch, got {c.init!r}")
+    data = run_dir / "critique_data" / "critiques.jsonl"
+    if not data.exists():
+        raise ConfigError(f"no critique data at {data}: run the critique_data stage first")
+    recipe = CriticSFTConfig.from_dict({**OmegaConf.to_container(c.recipe, resolve=True), "init": c.init})
+    rows = read_dataset(data)
+    print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
+    summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=actor_checkpoint(cfg))
+    return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
+            "train_loss": summary["train_loss"], "examples": summary["examples"]}
+
+
+def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Verdict and location scores of each critic on natural, injected and greedy solutions to held-out problems."""
+    from critics import ModelCritic, NullCritic, OracleCritic, RandomStepCritic
+    from critics.self_check import SelfCheckCritic
+    from envs import SyntheticArithmetic
+    from evaluation import write_results
+    from evaluation.critic_eval import collect_eval_solutions, format_critic_table, score_critic
+
+    e = cfg.eval_critic
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
+    p = cfg.problems
+    if p.name != "synthetic":
+        raise ConfigError("eval_critic runs on synthetic held-out problems (problems=synthetic)")
+    levels = int(p.max_steps) - int(p.min_steps) + 1
+    problems = SyntheticArithmetic(size=int(e.problems_per_level) * levels, min_steps=int(p.min_steps),
+                                   max_steps=int(p.max_steps), max_operand=int(p.max_operand),
+                                   max_value=int(p.max_value), split="test", seed=int(cfg.seed) + 7)[:]
+    sets = collect_eval_solutions(problems, actor, temperature=float(e.temperature), seed=int(cfg.seed))
+    critics: dict[str, Any] = {}
+    for name in e.critics:
+        if name == "model":
+            path = critic_checkpoint(cfg)
+            if path is None:
+                raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
+            critics["trained critic"] = _model_critic(cfg, path)
+        elif name == "self":
+            critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
+        elif name == "self_reflection":
+            critics["self-reflection (actor asked for a critique)"] = ModelCritic(actor.backend, actor.template)
+        elif name == "oracle":
+            critics["oracle (reference-aware)"] = OracleCritic()
+        elif name == "always_correct":
+            critics["always correct"] = NullCritic()
+        elif name == "random":
+            critics["random step"] = RandomStepCritic(seed=int(cfg.seed))
+        else:
+            raise ConfigError(f"unknown eval_critic critic {name!r}; valid: model, self, self_reflection, oracle, "
+                              "always_correct, random")
+    for label, path in (e.get("extra_models") or {}).items():
+        critics[str(label)] = _model_critic(cfg, str(path))
+    scores: dict[str, dict[str, Any]] = {}
+    by_level: dict[str, dict[str, Any]] = {}
+    for label, critic in critics.items():
+        scores[label] = {}
+        for subset, solutions in sets.items():
+            critiques = critic.critique_batch([s.problem for s in solutions], [s.steps for s in solutions])
+            scores[label][subset] = score_critic(critiques, solutions)
+            if subset == "natural":
+                by_level[label] = _by_level(critiques, solutions)
+        if isinstance(critic, ModelCritic):
+            scores[label]["parse_failures"] = critic.parse_failures
+    md = format_critic_table(scores, title=f"Critics on held-out problems ({len(problems)} problems, 1-{levels} steps)")
+    print(md)
+    sizes = {k: {"n": len(v), "wrong": sum(s.wrong for s in v)} for k, v in sets.items()}
+    write_results(run_dir / "results", "eval_critic", {"eval_critic": OmegaConf.to_container(e, resolve=True),
+                                                       "sets": sizes},
+                  {"scores": scores, "natural_by_level": by_level}, {"critics": md})
+    return {"sets": sizes, "scores": {k: {s: v[s]["balanced_accuracy"] for s in sets} for k, v in scores.items()}}
+
+
+def _model_critic(cfg: DictConfig, path: str):
+    critic_cfg = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
+    critic_cfg["model"] = path
+    return make_critic(critic_cfg)
+
+
+def _by_level(critiques: list, solutions: list) -> dict[str, Any]:
+    """Balanced accuracy by number of steps."""
+    from evaluation.critic_eval import score_critic
+
+    out = {}
+    for level in sorted({s.problem.difficulty for s in solutions}):
+        pairs = [(c, s) for c, s in zip(critiques, solutions) if s.problem.difficulty == level]
+        out[str(level)] = score_critic([c for c, _ in pairs], [s for _, s in pairs])["balanced_accuracy"]
+    return out
