@@ -18,6 +18,7 @@ from pipeline.checkpoints import SHIPPED_ACTOR, actor_checkpoint, copy_checkpoin
 from pipeline.config import ConfigError
 from pipeline.critic_stages import critic_training, critique_data, eval_critic
 from pipeline.factory import make_actor, make_critic, make_env, make_problem_source
+from pipeline.self_improve_stages import self_improve
 from pipeline.test_time_stages import eval_test_time
 from storage import atomic_write_json, read_json
 
@@ -184,6 +185,7 @@ STAGES: dict[str, Stage] = {
         Stage("critic_training", critic_training, True, "the critique model (shipped, or SFT on the critique data)"),
         Stage("eval_critic", eval_critic, False, "critics' verdicts and error locations on held-out solutions"),
         Stage("eval_test_time", eval_test_time, False, "test-time supervision: critique -> refine, voting, scaling"),
+        Stage("self_improve", self_improve, True, "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
     )
 }
 

@@ -147,7 +147,10 @@ class SelfImprover:
             if start:
                 log(f"[{self.name}] resumed after iteration {start}")
         elif self.out_dir.exists() and any(self.out_dir.glob("iter_*")):
-            raise FileExistsError(f"{self.out_dir} already holds iterations; pass resume=true or use a new folder")
+            import shutil
+
+            log(f"[{self.name}] starting over: removing the iterations in {self.out_dir} (resume=true continues them)")
+            shutil.rmtree(self.out_dir)
         if start == 0 and not self.history:
             self.history.append(self._measure(0, None, time.perf_counter()))
         for i in range(start + 1, self.config.iterations + 1):
