@@ -1,0 +1,133 @@
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from agents import Actor, PromptTemplate, SamplingParams
+from agents.backends.hf import HFBackend
+from envs import SyntheticArithmetic
+from rollout.ray_pool import LocalRolloutRunner
+from trainers.self_improve import PassRates, SelfImproveConfig, SelfImprover, allocate
+
+ROOT = Path(__file__).resolve().parent.parent
+ACTOR = ROOT / "checkpoints" / "tiny-actor"
+CRITICS = {"none": {"name": "none"}, "oracle": {"name": "oracle"}}
+
+
+def _actor():
+    return Actor(HFBackend(ACTOR, threads=2, batch_size=32), PromptTemplate(number_format="reversed"),
+                 SamplingParams(max_new_tokens=160, seed=0))
+
+
+def _config(**kw):
+    base = dict(critic="oracle", iterations=2, problems_per_iteration=8, samples_per_problem=2, sft_steps=2,
+                batch_size=4, eval_problems_per_level=1, max_steps=4)
+    return SelfImproveConfig(**{**base, **kw})
+
+
+def test_allocator_spends_the_budget_and_favours_hard_levels():
+    problems = SyntheticArithmetic(size=40, min_steps=1, max_steps=8, split="train", seed=1)[:]
+    assert allocate(problems, 100) == [3] * 20 + [2] * 20
+    rates = PassRates({"1": 1.0, "2": 0.9, "8": 0.0})
+    counts = allocate(problems, 100, rates)
+    assert sum(counts) == 100 and min(counts) >= 1
+    by_level = {}
+    for p, k in zip(problems, counts):
+        by_level.setdefault(p.difficulty, []).append(k)
+    mean = {d: sum(v) / len(v) for d, v in by_level.items()}
+    assert mean[8] > mean[4] > mean[1] and mean[1] == 1
+    with pytest.raises(ValueError, match="cannot give"):
+        allocate(problems, 10)
+
+
+def test_pass_rates_move_towards_what_is_seen():
+    from envs.math_env import EpisodeRecord
+
+    p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=0)[0]
+    rates = PassRates()
+    assert rates[3] == 0.5
+    records = [EpisodeRecord(p) for _ in range(4)]
+    rates.update(records)  # none verified correct
+    assert rates[3] == 0.0
+    rates.update(records)
+    assert rates[3] == 0.0 and rates[5] == 0.5
+
+
+@pytest.mark.parametrize("algorithm", ["rft", "critique"])
+def test_budget_accounting(tmp_path, algorithm):
+    actor = _actor()
+    trainer = SelfImprover(_config(algorithm=algorithm, iterations=1), LocalRolloutRunner(actor, CRITICS), actor,
+                           tmp_path / algorithm)
+    [_, summary] = trainer.run(log=lambda *_: None)
+    assert summary["budget"] == 16 and summary["generations"] <= 16
+    if algorithm == "rft":
+        assert summary["samples"] == 16 and summary["refinements"] == 0 and summary["generations"] == 16
+    else:
+        assert summary["samples"] == 12  # a quarter of the budget kept back for refinements
+        assert summary["refinements"] <= 4 and summary["generations"] == summary["samples"] + summary["refinements"]
+    assert 0 <= summary["exploration"] <= 1 and summary["kept"] >= 1
+    assert (tmp_path / algorithm / "iter_1" / "model" / "model.safetensors").exists()
+
+
+def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    actor = _actor()
+    straight = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "straight")
+    expected = strip(straight.run(log=lambda *_: None))
+    assert [h["iteration"] for h in expected] == [0, 1, 2]
+
+    actor = _actor()
+    killed = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed")
+    original = killed.iteration
+
+    def die_in_second(i):
+        if i == 2:
+            raise KeyboardInterrupt("killed")
+        return original(i)
+
+    killed.iteration = die_in_second
+    with pytest.raises(KeyboardInterrupt):
+        killed.run(log=lambda *_: None)
+    assert (tmp_path / "killed" / "iter_1" / "state.json").exists()
+    assert not (tmp_path / "killed" / "iter_2" / "state.json").exists()
+
+    actor = _actor()  # a fresh process: the warm-up weights again
+    resumed = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed")
+    messages = []
+    assert strip(resumed.run(resume=True, log=messages.append)) == expected
+    assert "resumed after iteration 1" in messages[0]
+    with pytest.raises(ValueError, match="another config"):
+        SelfImprover(_config(sft_steps=3), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed").run(
+            resume=True, log=lambda *_: None)
+
+
+def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes():
+    from rollout.ray_pool import RayConfig, RayRolloutPool, WorkerSpec
+
+    spec = WorkerSpec(str(ACTOR), "reversed", SamplingParams(max_new_tokens=160, seed=0), CRITICS,
+                      {"max_refinements": 1}, 16, 1)
+    pool = RayRolloutPool(RayConfig(num_workers=2), spec)
+    try:
+        problems = SyntheticArithmetic(size=24, min_steps=2, max_steps=6, split="test", seed=3)[:]
+        clean = pool.rollout(problems, seed=0, critic="oracle")
+        assert [r.problem.id for r in clean] == [p.id for p in problems] and pool.last_restarts == []
+        victim = pool.worker_pids()[0]
+        timer = threading.Timer(1.0, lambda: os.kill(victim, signal.SIGKILL))
+        timer.start()
+        started = time.perf_counter()
+        again = pool.rollout(problems, seed=0, critic="oracle")
+        timer.join()
+        assert time.perf_counter() - started > 1.0
+        assert len(pool.last_restarts) == 1 and "worker 0 died" in pool.last_restarts[0]
+        assert [r.steps for r in again] == [r.steps for r in clean]  # the chunk re-ran with the same seed
+        assert victim not in pool.worker_pids()
+    finally:
+        pool.shutdown()
+        import ray
+
+        ray.shutdown()
