@@ -55,7 +55,7 @@ def train(args: argparse.Namespace) -> None:
     from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
 
     config = CriticSFTConfig.from_dict(_overrides(args.set))
-    rows = read_dataset(args.data)
+    rows = [row for path in args.data for row in read_dataset(path)]
     summary = train_tiny_critic(config, rows, args.out, actor_checkpoint=args.actor)
     print(json.dumps({k: v for k, v in summary.items() if k != "log"}, indent=1))
 
@@ -71,11 +71,11 @@ def main(argv: list[str] | None = None) -> None:
     b.add_argument("--number-format", default="reversed")
     b.add_argument("--min-steps", type=int, default=1)
     b.add_argument("--max-steps", type=int, default=8)
-    b.add_argument("--max-new-tokens", type=int, default=200)
+    b.add_argument("--max-new-tokens", type=int, default=160)
     b.add_argument("--threads", type=int, default=2)
     b.add_argument("--set", action="append", default=[], help="AutoCritiqueConfig key=value")
     t = sub.add_parser("train", help="train a critique model on a critique dataset")
-    t.add_argument("--data", required=True)
+    t.add_argument("--data", required=True, action="append", help="a critiques.jsonl (repeat to train on several)")
     t.add_argument("--actor", default=str(ROOT / "checkpoints" / "tiny-actor"))
     t.add_argument("--out", required=True)
     t.add_argument("--set", action="append", default=[], help="CriticSFTConfig key=value")

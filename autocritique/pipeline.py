@@ -187,6 +187,10 @@ def read_dataset(path: str | Path) -> list[dict[str, Any]]:
 
 
 def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any) -> list[dict[str, str]]:
-    """Critique-model SFT examples: the critique prompt -> the critique text."""
+    """Critique-model SFT examples: the critique prompt -> the critique as the model writes it (``model_text``)."""
+    from critics.model_critic import model_text
+
     return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
-             "completion": template.critique_completion(row["critique"])} for row in rows]
+             "completion": template.critique_completion(
+                 model_text(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"]))}
+            for row in rows]

@@ -1,8 +1,11 @@
 """``ModelCritic``: a critique model behind any LM backend (``critic=model``).
 
 The model reads ``Problem: ...\\nSolution:\\n<steps>\\nCritique:\\n`` and writes the critique in the one critique
-format. The same class serves the trained tiny critic (``HFBackend`` on a local folder), any checkpoint, and a
-served model (``OpenAIBackend``); only the backend and the prompt template change.
+format, with one addition (:func:`model_text`): after its own check of a step it copies the value the solution
+states, ``Step 2: 2+17=19 vs 11 wrong``, so its verdict compares two numbers side by side instead of a number
+with one far back in the prompt (a tiny critic trained without this re-derived every step right and still
+called every step correct). The same class serves the trained tiny critic (``HFBackend`` on a local folder), any
+checkpoint, and a served model (``OpenAIBackend``); only the backend and the prompt template change.
 
 Output that is not a critique is never a crash: the critique abstains (finds nothing, so the environment does
 not refine), the raw text is kept in ``extras["unparsed"]`` and ``parse_failures`` counts it.
@@ -19,11 +22,33 @@ from critics.critique import Critique, CritiqueParseError
 if TYPE_CHECKING:
     from envs.problems import Problem
 
-__all__ = ["ModelCritic", "parse_model_critique"]
+__all__ = ["ModelCritic", "parse_model_critique", "model_text"]
+
+_VS = " vs "
+
+
+def stated_value(line: str) -> str | None:
+    """The result a solution line states (its last computation's), as written in canonical text."""
+    from rewards.steps import find_computations, format_number
+
+    comps = find_computations(line)
+    return format_number(comps[-1].stated) if comps else None
+
+
+def model_text(critique: Critique, steps: Sequence[str]) -> str:
+    """The critique as a critique model writes it: each step's check followed by ``vs <the solution's value>``."""
+    from dataclasses import replace
+
+    judgements = []
+    for j in critique.steps:
+        stated = stated_value(steps[j.index - 1]) if 0 < j.index <= len(steps) and not j.is_answer else None
+        judgements.append(replace(j, check=f"{j.check}{_VS}{stated}") if j.check and stated is not None else j)
+    return replace(critique, steps=tuple(judgements)).render()
 
 
 def parse_model_critique(text: str, num_steps: int) -> Critique:
-    """Read a model's critique, ignoring whatever it wrote after its ``Hint:`` (or ``Verdict:``) line."""
+    """Read a model's critique, ignoring whatever it wrote after its ``Hint:`` (or ``Verdict:``) line; the copied
+    ``vs <value>`` is dropped from each check, which keeps the critic's own computation only."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     end = len(lines)
     for i, line in enumerate(lines):
@@ -33,17 +58,51 @@ def parse_model_critique(text: str, num_steps: int) -> Critique:
             if i + 1 < len(lines) and lines[i + 1].strip().lower().startswith("hint"):
                 end = i + 2
             break
-    return Critique.parse("\n".join(lines[:end]), num_steps=num_steps)
+    critique = Critique.parse("\n".join(lines[:end]), num_steps=num_steps)
+    from dataclasses import replace
+
+    return replace(critique, steps=tuple(replace(j, check=j.check.split(_VS)[0]) for j in critique.steps))
+
+
+def verdicts_from_checks(critique: Critique, steps: Sequence[str]) -> Critique:
+    """Re-judge each step by comparing the critic's own check with the solution's value in code.
+
+    A diagnostic: it separates how well a critique model *derives* each step from how well it *compares*.
+    """
+    from critics.critique import StepJudgement
+    from rewards.steps import find_computations
+
+    judgements = []
+    for j in critique.steps:
+        if j.is_answer or not j.check:
+            judgements.append(j)
+            continue
+        mine, theirs = find_computations(j.check), find_computations(steps[j.index - 1])
+        ok = not mine or not theirs or mine[-1].stated == theirs[-1].stated
+        feedback = "" if ok else f"Step {j.index} is wrong: it should be {j.check}."
+        judgements.append(StepJudgement(j.index, ok, j.check, feedback))
+        if not ok:
+            return Critique(tuple(judgements), hint=f"Step {j.index} should be {j.check}.")
+    if all(j.correct for j in judgements):
+        return Critique(tuple(judgements))
+    return critique
 
 
 class ModelCritic(BaseCritic):
-    """Greedy critiques from a critique model, all solutions of a batch in one ``generate`` call."""
+    """Greedy critiques from a critique model, all solutions of a batch in one ``generate`` call.
+
+    ``verdicts="model"`` takes the model's verdicts; ``"checks"`` compares the model's own checks with the
+    solution in code (:func:`verdicts_from_checks`).
+    """
 
     name = "model"
 
-    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 320):
+    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 320, verdicts: str = "model"):
         from agents.backends.base import SamplingParams
 
+        if verdicts not in ("model", "checks"):
+            raise ValueError(f"verdicts must be 'model' or 'checks', got {verdicts!r}")
+        self.verdicts = verdicts
         self.backend, self.template = backend, template
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
         self.parse_failures = 0
@@ -67,6 +126,8 @@ class ModelCritic(BaseCritic):
             text = self.template.decode(completion.text)
             try:
                 critique = parse_model_critique(text, len(lines))
+                if self.verdicts == "checks":
+                    critique = verdicts_from_checks(critique, lines)
             except CritiqueParseError as err:
                 self.parse_failures += 1
                 critique = Critique(abstained=True, extras={"unparsed": text, "error": str(err)})

@@ -102,10 +102,16 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if path is None:
                 raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
             critics["trained critic"] = _model_critic(cfg, path)
+        elif name == "model_checks":
+            path = critic_checkpoint(cfg)
+            if path is None:
+                raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
+            critics["trained critic's checks, compared in code"] = _model_critic(cfg, path, verdicts="checks")
         elif name == "self":
             critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
         elif name == "self_reflection":
-            critics["self-reflection (actor asked for a critique)"] = ModelCritic(actor.backend, actor.template)
+            critics["self-reflection (actor asked for a critique)"] = ModelCritic(actor.backend, actor.template,
+                                                                                 max_new_tokens=160)
         elif name == "oracle":
             critics["oracle (reference-aware)"] = OracleCritic()
         elif name == "always_correct":
@@ -113,8 +119,8 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         elif name == "random":
             critics["random step"] = RandomStepCritic(seed=int(cfg.seed))
         else:
-            raise ConfigError(f"unknown eval_critic critic {name!r}; valid: model, self, self_reflection, oracle, "
-                              "always_correct, random")
+            raise ConfigError(f"unknown eval_critic critic {name!r}; valid: model, model_checks, self, "
+                              "self_reflection, oracle, always_correct, random")
     for label, path in (e.get("extra_models") or {}).items():
         critics[str(label)] = _model_critic(cfg, str(path))
     scores: dict[str, dict[str, Any]] = {}
@@ -137,9 +143,9 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return {"sets": sizes, "scores": {k: {s: v[s]["balanced_accuracy"] for s in sets} for k, v in scores.items()}}
 
 
-def _model_critic(cfg: DictConfig, path: str):
+def _model_critic(cfg: DictConfig, path: str, **overrides: Any):
     critic_cfg = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
-    critic_cfg["model"] = path
+    critic_cfg.update(model=path, **overrides)
     return make_critic(critic_cfg)
 
 

@@ -42,7 +42,8 @@ def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
 
 def _model_critic(actor: Any = None, model: str | None = None, backend: str = "hf", number_format: str = "reversed",
                   max_new_tokens: int = 320, batch_size: int = 64, threads: int = 2,
-                  base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None) -> Critic:
+                  base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
+                  verdicts: str = "model") -> Critic:
     from agents.backends import make_backend
     from agents.prompts import PromptTemplate
     from critics.model_critic import ModelCritic
@@ -58,7 +59,8 @@ def _model_critic(actor: Any = None, model: str | None = None, backend: str = "h
         lm = make_backend("openai", str(served_model or model), base_url=base_url, tokenizer=tokenizer)
     else:
         raise ConfigError(f"unknown critic.backend {backend!r}; valid: hf, openai")
-    return ModelCritic(lm, PromptTemplate(number_format=number_format), max_new_tokens=int(max_new_tokens))
+    return ModelCritic(lm, PromptTemplate(number_format=number_format), max_new_tokens=int(max_new_tokens),
+                       verdicts=verdicts)
 
 
 # every builder takes the actor (``None`` when the stage has none) and the critic's config keys

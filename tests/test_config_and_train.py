@@ -17,7 +17,7 @@ def test_groups_are_swappable_by_one_word():
 
 
 def test_unknown_choice_lists_valid_ones():
-    with pytest.raises(ConfigError, match="unknown choice 'bad' for critic; valid: none, oracle, self"):
+    with pytest.raises(ConfigError, match="unknown choice 'bad' for critic; valid: model, none, oracle, self"):
         load_config(["critic=bad"])
 
 
@@ -40,21 +40,33 @@ def test_factories_build_what_the_config_names():
     cfg = load_config(["env.max_refinements=3", "problems.size=10"])
     env = make_env(cfg)
     assert env.config.max_refinements == 3 and len(env.problems) == 10 and env.critic.name == "oracle"
-    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle, self"):
+    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle, self, model"):
         make_critic({"name": "x"})
     with pytest.raises(ConfigError, match="problem source 'synthetic'"):
         make_problem_source({"name": "synthetic", "bogus": 1})
 
 
-def _train(*args, cwd):
+def _train(*args, cwd, timeout=300):
     return subprocess.run([sys.executable, str(ROOT / "train.py"), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+                          timeout=timeout)
+
+
+SMALL = [  # every default stage, on small sizes
+    "env_check.episodes=40", "eval.problems_per_level=5",
+    "autocritique.sampled_problems=24", "autocritique.located_problems=8", "autocritique.typed_problems=8",
+    "autocritique.reference_problems=8",
+    "eval_critic.problems_per_level=3",
+    "test_time.problems_per_level=2", "test_time.levels=[2,6]", "test_time.hard_levels=[6]", "test_time.k_max=2",
+    "test_time.ks=[1,2]", "test_time.max_rounds=1",
+    "self_improve.iterations=1", "self_improve.problems_per_iteration=8", "self_improve.samples_per_problem=2",
+    "self_improve.sft_steps=2", "self_improve.batch_size=4", "self_improve.eval_problems_per_level=1",
+]
 
 
 def test_train_py_runs_the_default_stages(tmp_path):
     run_dir = tmp_path / "run"
-    proc = _train(f"run_dir={run_dir}", "env_check.episodes=40", "eval.problems_per_level=5", cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
+    proc = _train(f"run_dir={run_dir}", *SMALL, cwd=ROOT, timeout=1200)
+    assert proc.returncode == 0, proc.stderr[-4000:]
     assert "critic  : Step 2 is wrong" in proc.stdout
     check = json.loads((run_dir / "stages" / "env_check.json").read_text())
     assert check["check_env"] == "passed"
@@ -68,10 +80,25 @@ def test_train_py_runs_the_default_stages(tmp_path):
     with_oracle = json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["with_critic"]
     assert with_oracle["overall"]["accuracy"] >= accuracy["overall"]["accuracy"]
     assert "Actor accuracy by difficulty" in proc.stdout
+    # AutoMathCritique: the dataset and its stats, the critic, its evaluation table
+    stats = json.loads((run_dir / "critique_data" / "stats.json").read_text())
+    assert stats["responses"] == {"sampled": 24, "located": 8, "typed": 8, "reference": 8}
+    assert len((run_dir / "critique_data" / "critiques.jsonl").read_text().splitlines()) == stats["rows"]
+    assert (run_dir / "critic" / "model.safetensors").exists()
+    critics = json.loads((run_dir / "results" / "eval_critic.json").read_text())["metrics"]["scores"]
+    assert {"trained critic", "always correct", "random step"} <= set(critics)
+    assert critics["always correct"]["natural"]["balanced_accuracy"] == 0.5
+    assert "| trained critic |" in (run_dir / "results" / "eval_critic.md").read_text()
+    # test-time supervision and self-improvement
+    assert (run_dir / "results" / "accuracy_vs_k.png").exists()
+    assert set(json.loads((run_dir / "results" / "eval_test_time.json").read_text())["metrics"]["refine"]) == {
+        "none", "self", "model", "oracle"}
+    history = json.loads((run_dir / "results" / "self_improve.json").read_text())["metrics"]["history"]
+    assert set(history) == {"critique", "rft"} and all(len(h) == 2 for h in history.values())
 
 
 def test_train_py_reports_config_errors(tmp_path):
     proc = _train("critic=nope", cwd=tmp_path)
-    assert proc.returncode == 2 and "valid: none, oracle, self" in proc.stderr
+    assert proc.returncode == 2 and "valid: model, none, oracle, self" in proc.stderr
     proc = _train("stages=[warp]", f"run_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown stage" in proc.stderr

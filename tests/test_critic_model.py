@@ -8,7 +8,7 @@ from agents.backends import Completion
 from agents.backends.hf import HFBackend
 from autocritique import training_form
 from critics import Critique, ModelCritic, NullCritic, OracleCritic, RandomStepCritic
-from critics.model_critic import parse_model_critique
+from critics.model_critic import model_text, parse_model_critique, verdicts_from_checks
 from envs import EnvConfig, SyntheticArithmetic, corrupt_solution
 from evaluation.critic_eval import format_critic_table, label, score_critic
 
@@ -34,7 +34,7 @@ class OracleTextBackend:
             problem = self.by_question[question]
             body = prompt.split("Solution:\n", 1)[1].removesuffix("Critique:\n")
             steps = TEMPLATE.decode(body).strip().splitlines()
-            text = training_form(OracleCritic().critique(problem, steps)).render() + self.extra
+            text = model_text(training_form(OracleCritic().critique(problem, steps)), steps) + self.extra
             out.append([Completion(TEMPLATE.critique_completion(text), [1] * 5, [])])
         return out
 
@@ -61,6 +61,28 @@ def test_unparsable_model_output_abstains_and_is_counted():
     critiques = critic.critique_batch(PROBLEMS[:3], [p.steps for p in PROBLEMS[:3]])
     assert critic.parse_failures == 3 and all(c.abstained and c.is_correct for c in critiques)
     assert "unrecognised critique line" in critiques[0].extras["error"]
+
+
+def test_model_text_puts_the_solutions_value_beside_the_check():
+    p = PROBLEMS[3]
+    bad = corrupt_solution(p, 1, "calculation", random.Random(5))
+    critique = training_form(OracleCritic().critique(p, bad.steps))
+    text = model_text(critique, bad.steps)
+    stated = bad.steps[0].split("=")[-1]
+    assert text.splitlines()[0].startswith(f"Step 1: {critique.steps[0].check} vs {stated} wrong")
+    parsed = parse_model_critique(text, len(bad.steps))
+    assert parsed == critique and parsed.steps[0].check == critique.steps[0].check
+
+
+def test_verdicts_from_checks_compare_in_code():
+    from critics.critique import StepJudgement
+
+    p = PROBLEMS[4]
+    bad = corrupt_solution(p, 2, "calculation", random.Random(6))
+    right_check = OracleCritic().critique(p, bad.steps).steps[1].check  # what step 2 should compute
+    says_all_fine = Critique((StepJudgement(1, True, p.steps[0].split(": ")[1]), StepJudgement(2, True, right_check)))
+    rejudged = verdicts_from_checks(says_all_fine, bad.steps)
+    assert rejudged.first_error_step == 2 and right_check in rejudged.hint
 
 
 def test_parse_model_critique_ignores_text_after_the_hint():

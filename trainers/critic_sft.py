@@ -33,6 +33,7 @@ class CriticSFTConfig:
     warmup_ratio: float = 0.03
     weight_decay: float = 0.01
     max_length: int = 448
+    sampling_strategy: str = "group_by_length"  # critiques vary a lot in length: batch similar ones together
     threads: int = 2
 
     def __post_init__(self) -> None:

@@ -98,7 +98,8 @@ def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config
               recipe: dict[str, Any], log_every: int = 100) -> dict[str, Any]:
     """Prompt/completion SFT with TRL (loss on the completion only); the checkpoint folder appears atomically.
 
-    ``config`` supplies seed, train_steps, batch_size, learning_rate, warmup_ratio, weight_decay, max_length.
+    ``config`` supplies seed, train_steps, batch_size, learning_rate, warmup_ratio, weight_decay, max_length, and
+    optionally sampling_strategy (``group_by_length`` batches examples of similar length: less padding).
     """
     import shutil
 
@@ -126,6 +127,7 @@ def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config
             dataloader_num_workers=0,
             disable_tqdm=True,
             bf16=False,
+            train_sampling_strategy=getattr(config, "sampling_strategy", "random"),
         )
         trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
                              processing_class=tokenizer)
