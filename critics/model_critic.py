@@ -97,7 +97,8 @@ class ModelCritic(BaseCritic):
 
     name = "model"
 
-    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 320, verdicts: str = "model"):
+    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 320, verdicts: str = "model",
+                 cache: dict | None = None):
         from agents.backends.base import SamplingParams
 
         if verdicts not in ("model", "checks"):
@@ -108,6 +109,7 @@ class ModelCritic(BaseCritic):
         self.parse_failures = 0
         self.calls = 0
         self.generated_tokens = 0
+        self.cache = cache  # (question, steps) -> (text, tokens): lets two critics share one model's outputs
 
     def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
         return self.critique_batch([problem], [steps])[0]
@@ -116,14 +118,18 @@ class ModelCritic(BaseCritic):
         check_batch(problems, steps)
         if not problems:
             return []
-        prompts = [self.template.critique_prompt(p.question, s) for p, s in zip(problems, steps)]
-        outputs = self.backend.generate(prompts, self.sampling)
+        keys = [(p.question, tuple(s)) for p, s in zip(problems, steps)]
+        todo = [i for i, k in enumerate(keys) if self.cache is None or k not in self.cache]
+        outputs = self.backend.generate([self.template.critique_prompt(problems[i].question, steps[i]) for i in todo],
+                                        self.sampling) if todo else []
+        fresh = {keys[i]: (self.template.decode(c[0].text), c[0].num_tokens) for i, c in zip(todo, outputs)}
+        if self.cache is not None:
+            self.cache.update(fresh)
         critiques = []
-        for lines, completions in zip(steps, outputs):
-            completion = completions[0]
+        for key, lines in zip(keys, steps):
+            text, tokens = fresh[key] if key in fresh else self.cache[key]
             self.calls += 1
-            self.generated_tokens += completion.num_tokens
-            text = self.template.decode(completion.text)
+            self.generated_tokens += tokens
             try:
                 critique = parse_model_critique(text, len(lines))
                 if self.verdicts == "checks":
@@ -131,6 +137,6 @@ class ModelCritic(BaseCritic):
             except CritiqueParseError as err:
                 self.parse_failures += 1
                 critique = Critique(abstained=True, extras={"unparsed": text, "error": str(err)})
-            critique.extras["tokens"] = completion.num_tokens
+            critique.extras["tokens"] = tokens
             critiques.append(critique)
         return critiques

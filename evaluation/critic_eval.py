@@ -49,16 +49,19 @@ def label(problem: Problem, steps: Sequence[str], subset: str, oracle: OracleCri
 
 
 def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature: float = 1.0, seed: int = 0,
-                           kinds: Sequence[str] | None = None) -> dict[str, list[LabeledSolution]]:
-    """The three labelled sets for ``problems`` (held-out ones)."""
+                           kinds: Sequence[str] | None = None, samples_per_problem: int = 2,
+                           ) -> dict[str, list[LabeledSolution]]:
+    """The three labelled sets for ``problems`` (held-out ones): ``samples_per_problem`` natural samples per
+    problem, one greedy solution, one injected-or-reference solution."""
     from agents.actor import Actor
 
     oracle = OracleCritic()
     sets: dict[str, list[LabeledSolution]] = {}
     sampler = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=seed))
-    sets["natural"] = [label(r.problem, r.steps, "natural", oracle) for r in sample_responses(problems, sampler, seed=seed)]
+    sets["natural"] = [label(r.problem, r.steps, "natural", oracle)
+                       for r in sample_responses(problems, sampler, samples_per_problem, seed=seed)]
     greedy = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=0.0))
-    sets["greedy"] = [label(r.problem, r.steps, "greedy", oracle) for r in sample_responses(problems, greedy, seed=seed)]
+    sets["greedy"] = [label(r.problem, r.steps, "greedy", oracle) for r in sample_responses(problems, greedy, 1, seed=seed)]
     rng = random.Random(seed)
     half = len(problems) // 2
     injected = typed_errors(problems[:half], rng, kinds=kinds) if kinds else typed_errors(problems[:half], rng)

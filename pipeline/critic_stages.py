@@ -94,7 +94,8 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     problems = SyntheticArithmetic(size=int(e.problems_per_level) * levels, min_steps=int(p.min_steps),
                                    max_steps=int(p.max_steps), max_operand=int(p.max_operand),
                                    max_value=int(p.max_value), split="test", seed=int(cfg.seed) + 7)[:]
-    sets = collect_eval_solutions(problems, actor, temperature=float(e.temperature), seed=int(cfg.seed))
+    sets = collect_eval_solutions(problems, actor, temperature=float(e.temperature), seed=int(cfg.seed),
+                                  samples_per_problem=int(e.samples_per_problem))
     critics: dict[str, Any] = {}
     for name in e.critics:
         if name == "model":
@@ -106,7 +107,10 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             path = critic_checkpoint(cfg)
             if path is None:
                 raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
-            critics["trained critic's checks, compared in code"] = _model_critic(cfg, path, verdicts="checks")
+            model = critics.get("trained critic") or _model_critic(cfg, path)
+            model.cache = {} if model.cache is None else model.cache  # one generation serves both rows
+            critics["trained critic's checks, compared in code"] = ModelCritic(
+                model.backend, model.template, model.sampling.max_new_tokens, verdicts="checks", cache=model.cache)
         elif name == "self":
             critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
         elif name == "self_reflection":
