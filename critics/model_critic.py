@@ -1,10 +1,10 @@
 """``ModelCritic``: a critique model behind any LM backend (``critic=model``).
 
 The model reads ``Problem: ...\\nSolution:\\n<steps>\\nCritique:\\n`` and writes the critique in the one critique
-format, with one addition (:func:`model_text`): after its own check of a step it copies the value the solution
-states, ``Step 2: 2+17=19 vs 11 wrong``, so its verdict compares two numbers side by side instead of a number
-with one far back in the prompt (a tiny critic trained without this re-derived every step right and still
-called every step correct). The same class serves the trained tiny critic (``HFBackend`` on a local folder), any
+format, with one addition (:func:`model_text`): each step line first copies the solution's computation, then
+gives the critic's own, ``Step 2: 2+9=11 -> 2+17=19 wrong``, so the verdict compares two computations side by
+side. Copying what follows ``Step 2:`` from the prompt is the pattern small transformers learn first; without
+the copy, tiny critics re-derived every step right and still called every step correct (benchmarks/README.md). The same class serves the trained tiny critic (``HFBackend`` on a local folder), any
 checkpoint, and a served model (``OpenAIBackend``); only the backend and the prompt template change.
 
 Output that is not a critique is never a crash: the critique abstains (finds nothing, so the environment does
@@ -24,31 +24,31 @@ if TYPE_CHECKING:
 
 __all__ = ["ModelCritic", "parse_model_critique", "model_text"]
 
-_VS = " vs "
+_ARROW = " -> "
 
 
-def stated_value(line: str) -> str | None:
-    """The result a solution line states (its last computation's), as written in canonical text."""
+def stated_computation(line: str) -> str | None:
+    """The solution line's last computation as it states it (``2+9=11``)."""
     from rewards.steps import find_computations, format_number
 
     comps = find_computations(line)
-    return format_number(comps[-1].stated) if comps else None
+    return f"{comps[-1].expression}={format_number(comps[-1].stated)}" if comps else None
 
 
 def model_text(critique: Critique, steps: Sequence[str]) -> str:
-    """The critique as a critique model writes it: each step's check followed by ``vs <the solution's value>``."""
+    """The critique as a critique model writes it: each check preceded by the solution's computation and ``->``."""
     from dataclasses import replace
 
     judgements = []
     for j in critique.steps:
-        stated = stated_value(steps[j.index - 1]) if 0 < j.index <= len(steps) and not j.is_answer else None
-        judgements.append(replace(j, check=f"{j.check}{_VS}{stated}") if j.check and stated is not None else j)
+        stated = stated_computation(steps[j.index - 1]) if 0 < j.index <= len(steps) and not j.is_answer else None
+        judgements.append(replace(j, check=f"{stated}{_ARROW}{j.check}") if j.check and stated is not None else j)
     return replace(critique, steps=tuple(judgements)).render()
 
 
 def parse_model_critique(text: str, num_steps: int) -> Critique:
     """Read a model's critique, ignoring whatever it wrote after its ``Hint:`` (or ``Verdict:``) line; the copied
-    ``vs <value>`` is dropped from each check, which keeps the critic's own computation only."""
+    ``<solution's computation> ->`` is dropped from each check, which keeps the critic's own computation only."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     end = len(lines)
     for i, line in enumerate(lines):
@@ -61,7 +61,7 @@ def parse_model_critique(text: str, num_steps: int) -> Critique:
     critique = Critique.parse("\n".join(lines[:end]), num_steps=num_steps)
     from dataclasses import replace
 
-    return replace(critique, steps=tuple(replace(j, check=j.check.split(_VS)[0]) for j in critique.steps))
+    return replace(critique, steps=tuple(replace(j, check=j.check.split(_ARROW)[-1]) for j in critique.steps))
 
 
 def verdicts_from_checks(critique: Critique, steps: Sequence[str]) -> Critique:

@@ -68,8 +68,8 @@ def test_model_text_puts_the_solutions_value_beside_the_check():
     bad = corrupt_solution(p, 1, "calculation", random.Random(5))
     critique = training_form(OracleCritic().critique(p, bad.steps))
     text = model_text(critique, bad.steps)
-    stated = bad.steps[0].split("=")[-1]
-    assert text.splitlines()[0].startswith(f"Step 1: {critique.steps[0].check} vs {stated} wrong")
+    stated = bad.steps[0].split(": ")[1]
+    assert text.splitlines()[0].startswith(f"Step 1: {stated} -> {critique.steps[0].check} wrong")
     parsed = parse_model_critique(text, len(bad.steps))
     assert parsed == critique and parsed.steps[0].check == critique.steps[0].check
 
