@@ -186,11 +186,13 @@ def read_dataset(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any) -> list[dict[str, str]]:
-    """Critique-model SFT examples: the critique prompt -> the critique as the model writes it (``model_text``)."""
+def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any, render: Any = None) -> list[dict[str, str]]:
+    """Critique-model SFT examples: the critique prompt -> the critique as the model writes it (``render``,
+    by default the stepwise :func:`~critics.model_critic.model_text`)."""
     from critics.model_critic import model_text
 
+    render = render or model_text
     return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
              "completion": template.critique_completion(
-                 model_text(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"]))}
+                 render(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"], row.get("answer")))}
             for row in rows]

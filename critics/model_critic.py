@@ -1,11 +1,20 @@
 """``ModelCritic``: a critique model behind any LM backend (``critic=model``).
 
-The model reads ``Problem: ...\\nSolution:\\n<steps>\\nCritique:\\n`` and writes the critique in the one critique
-format, with one addition (:func:`model_text`): each step line first copies the solution's computation, then
-gives the critic's own, ``Step 2: 2+9=11 -> 2+17=19 wrong``, so the verdict compares two computations side by
-side. Copying what follows ``Step 2:`` from the prompt is the pattern small transformers learn first; without
-the copy, tiny critics re-derived every step right and still called every step correct (benchmarks/README.md). The same class serves the trained tiny critic (``HFBackend`` on a local folder), any
-checkpoint, and a served model (``OpenAIBackend``); only the backend and the prompt template change.
+The model reads ``Problem: ...\\nSolution:\\n<steps>\\nCritique:\\n`` and judges the solution line by line. Two
+ways to generate, one text format each:
+
+* ``generation="stepwise"`` (the project's critique models): for each line the model first writes its *own*
+  computation of the step, then the critic's code reads the solution's computation in after ``| says``, then
+  the model writes its verdict and explanation::
+
+      Step 1: 29+22=51 | says 29+22=51 | correct
+      Step 2: 51*3=153 | says 51*3=160 | wrong | Step 2 is wrong: 51*3 is 153, not 160; the rest builds on it.
+
+  The model never has to copy a value out of the solution: tiny critics asked to copy wrote their own
+  (right) computation in its place and so called every step correct (benchmarks/critic_formats.md). Here the
+  two computations stand side by side and the verdict compares them. Judging stops at the first wrong line.
+* ``generation="whole"``: one generation in the one critique format (``critics/critique.py``), for served or
+  hub models prompted to write a whole critique.
 
 Output that is not a critique is never a crash: the critique abstains (finds nothing, so the environment does
 not refine), the raw text is kept in ``extras["unparsed"]`` and ``parse_failures`` counts it.
@@ -13,103 +22,154 @@ not refine), the raw text is kept in ``extras["unparsed"]`` and ``parse_failures
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from critics.base import BaseCritic, check_batch
-from critics.critique import Critique, CritiqueParseError
+from critics.critique import Critique, CritiqueParseError, StepJudgement
 
 if TYPE_CHECKING:
     from envs.problems import Problem
 
-__all__ = ["ModelCritic", "parse_model_critique", "model_text"]
+__all__ = ["ModelCritic", "model_text", "parse_model_text", "parse_whole_critique", "stated_value"]
 
-_ARROW = " -> "
+SAYS = " | says "
+_LINE_RE = re.compile(r"^(?:step\s+(\d+)|(final\s+answer))\s*:\s*(.*?)\s*\|\s*says\s+(.*?)\s*\|\s*(correct|wrong)\b"
+                      r"\s*(?:\|\s*(.*))?$", re.IGNORECASE)
 
 
-def stated_computation(line: str) -> str | None:
-    """The solution line's last computation as it states it (``2+9=11``)."""
+def stated_value(line: str) -> str | None:
+    """What a solution line states, as the critic quotes it: the last computation (``2+9=11``), or the answer
+    of an answer line; ``None`` for a line with neither (it is not judged)."""
+    from rewards.answer import extract_answer, is_answer_line
     from rewards.steps import find_computations, format_number
 
+    if is_answer_line(line):
+        found = extract_answer(line, allow_last_number=True)
+        return found.text if found else ""
     comps = find_computations(line)
     return f"{comps[-1].expression}={format_number(comps[-1].stated)}" if comps else None
 
 
-def model_text(critique: Critique, steps: Sequence[str]) -> str:
-    """The critique as a critique model writes it: each check preceded by the solution's computation and ``->``."""
-    from dataclasses import replace
-
-    judgements = []
-    for j in critique.steps:
-        stated = stated_computation(steps[j.index - 1]) if 0 < j.index <= len(steps) and not j.is_answer else None
-        judgements.append(replace(j, check=f"{stated}{_ARROW}{j.check}") if j.check and stated is not None else j)
-    return replace(critique, steps=tuple(judgements)).render()
+def _head(judgement: StepJudgement) -> str:
+    return "Final answer:" if judgement.is_answer else f"Step {judgement.index}:"
 
 
-def parse_model_critique(text: str, num_steps: int) -> Critique:
-    """Read a model's critique, ignoring whatever it wrote after its ``Hint:`` (or ``Verdict:``) line; the copied
-    ``<solution's computation> ->`` is dropped from each check, which keeps the critic's own computation only."""
+def model_text(critique: Critique, steps: Sequence[str], answer: str | None = None) -> str:
+    """A (training-form) critique as a stepwise critique model writes it.
+
+    The critic's own value of an answer line is the gold ``answer`` when the line is wrong (what the critic
+    should have reached), else the stated one.
+    """
+    lines = []
+    for j in sorted(critique.steps, key=lambda j: j.index):
+        stated = stated_value(steps[j.index - 1]) if 0 < j.index <= len(steps) else None
+        if stated is None:
+            continue
+        if j.is_answer:
+            own = stated if j.correct or answer is None else answer
+        else:
+            own = j.check or stated
+        line = f"{_head(j)} {own}{SAYS}{stated} | {'correct' if j.correct else 'wrong'}"
+        lines.append(f"{line} | {j.feedback}" if j.feedback else line)
+    return "\n".join(lines)
+
+
+def _hint(judgement: StepJudgement, stated: str) -> str:
+    if judgement.is_answer:
+        return f"The answer should be {judgement.check}." if judgement.check else ""
+    same_expression = judgement.check.split("=")[0] == stated.split("=")[0]
+    return (f"Recompute step {judgement.index}: {judgement.check}." if same_expression
+            else f"Step {judgement.index} should be {judgement.check}.")
+
+
+def parse_model_text(text: str, steps: Sequence[str]) -> Critique:
+    """Stepwise model text back to a :class:`Critique`: lines up to the first wrong one; the hint is the
+    critic's own computation of that line. Raises :class:`CritiqueParseError` on a line in no known form."""
+    judgements: list[StepJudgement] = []
+    hint = ""
+    for raw in text.strip().splitlines():
+        line = raw.strip()
+        if not line:
+            continue
+        m = _LINE_RE.match(line)
+        if not m:
+            raise CritiqueParseError(f"unrecognised critique line {line!r}")
+        index = len(steps) if m.group(2) else int(m.group(1))
+        if not 0 < index <= len(steps):
+            raise CritiqueParseError(f"step number {index} out of range in line {line!r}")
+        judgement = StepJudgement(index, m.group(5).lower() == "correct", m.group(3), (m.group(6) or "").strip(),
+                                  is_answer=bool(m.group(2)))
+        judgements.append(judgement)
+        if not judgement.correct:
+            hint = _hint(judgement, m.group(4))
+            break
+    if not judgements:
+        raise CritiqueParseError("empty critique")
+    return Critique(tuple(judgements), hint=hint)
+
+
+def parse_whole_critique(text: str, num_steps: int) -> Critique:
+    """A whole critique in the one format, ignoring whatever the model wrote after its ``Hint:`` (or
+    ``Verdict:``) line."""
     lines = [line for line in text.strip().splitlines() if line.strip()]
     end = len(lines)
     for i, line in enumerate(lines):
-        low = line.strip().lower()
-        if low.startswith("verdict"):
-            end = i + 1
-            if i + 1 < len(lines) and lines[i + 1].strip().lower().startswith("hint"):
-                end = i + 2
+        if line.strip().lower().startswith("verdict"):
+            end = i + 2 if i + 1 < len(lines) and lines[i + 1].strip().lower().startswith("hint") else i + 1
             break
-    critique = Critique.parse("\n".join(lines[:end]), num_steps=num_steps)
-    from dataclasses import replace
-
-    return replace(critique, steps=tuple(replace(j, check=j.check.split(_ARROW)[-1]) for j in critique.steps))
+    return Critique.parse("\n".join(lines[:end]), num_steps=num_steps)
 
 
-def verdicts_from_checks(critique: Critique, steps: Sequence[str]) -> Critique:
-    """Re-judge each step by comparing the critic's own check with the solution's value in code.
+@dataclass
+class _Review:
+    """One solution being judged line by line."""
 
-    A diagnostic: it separates how well a critique model *derives* each step from how well it *compares*.
-    """
-    from critics.critique import StepJudgement
-    from rewards.steps import find_computations
+    steps: Sequence[str]
+    prompt: str          # model text so far: the critique prompt and the finished judgement lines
+    line: int = 0        # 0-based index of the next line to judge
+    text: str = ""       # canonical judgement lines so far
+    tokens: int = 0
+    done: bool = False
+    failure: str = ""
 
-    judgements = []
-    for j in critique.steps:
-        if j.is_answer or not j.check:
-            judgements.append(j)
-            continue
-        mine, theirs = find_computations(j.check), find_computations(steps[j.index - 1])
-        ok = not mine or not theirs or mine[-1].stated == theirs[-1].stated
-        feedback = "" if ok else f"Step {j.index} is wrong: it should be {j.check}."
-        judgements.append(StepJudgement(j.index, ok, j.check, feedback))
-        if not ok:
-            return Critique(tuple(judgements), hint=f"Step {j.index} should be {j.check}.")
-    if all(j.correct for j in judgements):
-        return Critique(tuple(judgements))
-    return critique
+    def next_line(self) -> tuple[int, str] | None:
+        """Skip the lines that state nothing; ``(index, stated)`` of the next one to judge."""
+        while self.line < len(self.steps):
+            stated = stated_value(self.steps[self.line])
+            if stated is not None:
+                return self.line + 1, stated
+            self.line += 1
+        return None
 
 
 class ModelCritic(BaseCritic):
-    """Greedy critiques from a critique model, all solutions of a batch in one ``generate`` call.
+    """Greedy critiques from a critique model, all solutions of a batch in each ``generate`` call.
 
-    ``verdicts="model"`` takes the model's verdicts; ``"checks"`` compares the model's own checks with the
-    solution in code (:func:`verdicts_from_checks`).
+    ``verdicts="checks"`` skips the model's verdict and compares its own computation with the solution's in
+    code: a diagnostic that separates how well the model derives a step from how well it compares.
     """
 
     name = "model"
 
-    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 320, verdicts: str = "model",
-                 cache: dict | None = None):
+    def __init__(self, backend: Any, template: Any, max_new_tokens: int = 64, verdicts: str = "model",
+                 generation: str = "stepwise"):
         from agents.backends.base import SamplingParams
 
         if verdicts not in ("model", "checks"):
             raise ValueError(f"verdicts must be 'model' or 'checks', got {verdicts!r}")
-        self.verdicts = verdicts
+        if generation not in ("stepwise", "whole"):
+            raise ValueError(f"generation must be 'stepwise' or 'whole', got {generation!r}")
+        self.verdicts, self.generation = verdicts, generation
         self.backend, self.template = backend, template
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)
+        self._own = SamplingParams(max_new_tokens=min(32, max_new_tokens), temperature=0.0, stop=("|", "\n"))
+        self._verdict = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0, stop=("\n",))
         self.parse_failures = 0
         self.calls = 0
         self.generated_tokens = 0
-        self.cache = cache  # (question, steps) -> (text, tokens): lets two critics share one model's outputs
 
     def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
         return self.critique_batch([problem], [steps])[0]
@@ -118,25 +178,87 @@ class ModelCritic(BaseCritic):
         check_batch(problems, steps)
         if not problems:
             return []
-        keys = [(p.question, tuple(s)) for p, s in zip(problems, steps)]
-        todo = [i for i, k in enumerate(keys) if self.cache is None or k not in self.cache]
-        outputs = self.backend.generate([self.template.critique_prompt(problems[i].question, steps[i]) for i in todo],
-                                        self.sampling) if todo else []
-        fresh = {keys[i]: (self.template.decode(c[0].text), c[0].num_tokens) for i, c in zip(todo, outputs)}
-        if self.cache is not None:
-            self.cache.update(fresh)
+        if self.generation == "whole":
+            return self._whole(problems, steps)
+        reviews = [_Review(s, self.template.critique_prompt(p.question, s)) for p, s in zip(problems, steps)]
+        while True:
+            active = [(r, nxt) for r in reviews if not r.done and (nxt := r.next_line()) is not None]
+            for r in reviews:
+                r.done = r.done or r.next_line() is None
+            if not active:
+                break
+            self._judge_lines(active)
+        return [self._finish(r) for r in reviews]
+
+    def _judge_lines(self, active: list[tuple[_Review, tuple[int, str]]]) -> None:
+        """One line of every active review: the model's own computation, then (unless ``checks``) its verdict."""
+        encode, decode = self.template.codec.encode, self.template.decode
+        heads = ["Final answer:" if _is_answer(r.steps[r.line]) else f"Step {index}:" for r, (index, _) in active]
+        owns = self.backend.generate([r.prompt + encode(h) for (r, _), h in zip(active, heads)], self._own)
+        pending = []
+        for (r, (_, stated)), head, out in zip(active, heads, owns):
+            own = decode(out[0].text).split("|")[0].strip()
+            r.tokens += out[0].num_tokens
+            line = f"{head} {own}{SAYS}{stated} |"
+            if self.verdicts == "checks":
+                right = _result(own) == _result(stated)
+                self._advance(r, f"{line} {'correct' if right else 'wrong'}")
+            else:
+                pending.append((r, line))
+        if not pending:
+            return
+        verdicts = self.backend.generate([r.prompt + encode(line) for r, line in pending], self._verdict)
+        for (r, line), out in zip(pending, verdicts):
+            r.tokens += out[0].num_tokens
+            self._advance(r, line + decode(out[0].text).rstrip("\n"))
+
+    def _advance(self, review: _Review, line: str) -> None:
+        review.text += line + "\n"
+        review.prompt += self.template.codec.encode(line + "\n")
+        review.line += 1
+        m = _LINE_RE.match(line.strip())
+        if m is None:
+            review.failure, review.done = f"unrecognised critique line {line!r}", True
+        elif m.group(5).lower() == "wrong":
+            review.done = True
+
+    def _finish(self, review: _Review) -> Critique:
+        self.calls += 1
+        self.generated_tokens += review.tokens
+        try:
+            if review.failure:
+                raise CritiqueParseError(review.failure)
+            critique = parse_model_text(review.text, review.steps)
+        except CritiqueParseError as err:
+            self.parse_failures += 1
+            critique = Critique(abstained=True, extras={"unparsed": review.text, "error": str(err)})
+        critique.extras["tokens"] = review.tokens
+        return critique
+
+    def _whole(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:
+        outputs = self.backend.generate([self.template.critique_prompt(p.question, s) for p, s in zip(problems, steps)],
+                                        self.sampling)
         critiques = []
-        for key, lines in zip(keys, steps):
-            text, tokens = fresh[key] if key in fresh else self.cache[key]
+        for lines, out in zip(steps, outputs):
+            text, tokens = self.template.decode(out[0].text), out[0].num_tokens
             self.calls += 1
             self.generated_tokens += tokens
             try:
-                critique = parse_model_critique(text, len(lines))
-                if self.verdicts == "checks":
-                    critique = verdicts_from_checks(critique, lines)
+                critique = parse_whole_critique(text, len(lines))
             except CritiqueParseError as err:
                 self.parse_failures += 1
                 critique = Critique(abstained=True, extras={"unparsed": text, "error": str(err)})
             critique.extras["tokens"] = tokens
             critiques.append(critique)
         return critiques
+
+
+def _is_answer(line: str) -> bool:
+    from rewards.answer import is_answer_line
+
+    return is_answer_line(line)
+
+
+def _result(computation: str) -> str:
+    """The value after the last ``=`` (the whole text for an answer), whitespace removed."""
+    return computation.rsplit("=", 1)[-1].replace(" ", "")

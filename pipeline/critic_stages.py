@@ -72,7 +72,11 @@ def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     recipe = CriticSFTConfig.from_dict({**OmegaConf.to_container(c.recipe, resolve=True), "init": c.init})
     rows = read_dataset(data)
     print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
-    summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=actor_checkpoint(cfg))
+    from storage import read_json
+
+    stats = read_json(data.parent / "stats.json")
+    summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=actor_checkpoint(cfg),
+                                data={"rows": stats["rows"], "config": stats["config"]})
     return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
             "train_loss": summary["train_loss"], "examples": summary["examples"]}
 
@@ -108,14 +112,13 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if path is None:
                 raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
             model = critics.get("trained critic") or _model_critic(cfg, path)
-            model.cache = {} if model.cache is None else model.cache  # one generation serves both rows
-            critics["trained critic's checks, compared in code"] = ModelCritic(
-                model.backend, model.template, model.sampling.max_new_tokens, verdicts="checks", cache=model.cache)
+            critics["trained critic's computations, compared in code"] = ModelCritic(
+                model.backend, model.template, model.sampling.max_new_tokens, verdicts="checks")
         elif name == "self":
             critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
         elif name == "self_reflection":
             critics["self-reflection (actor asked for a critique)"] = ModelCritic(actor.backend, actor.template,
-                                                                                 max_new_tokens=160)
+                                                                                 max_new_tokens=160, generation="whole")
         elif name == "oracle":
             critics["oracle (reference-aware)"] = OracleCritic()
         elif name == "always_correct":

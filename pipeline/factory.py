@@ -41,9 +41,9 @@ def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
 
 
 def _model_critic(actor: Any = None, model: str | None = None, backend: str = "hf", number_format: str = "reversed",
-                  max_new_tokens: int = 320, batch_size: int = 64, threads: int = 2,
+                  max_new_tokens: int = 64, batch_size: int = 64, threads: int = 2,
                   base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
-                  verdicts: str = "model") -> Critic:
+                  verdicts: str = "model", generation: str = "stepwise") -> Critic:
     from agents.backends import make_backend
     from agents.prompts import PromptTemplate
     from critics.model_critic import ModelCritic
@@ -60,7 +60,7 @@ def _model_critic(actor: Any = None, model: str | None = None, backend: str = "h
     else:
         raise ConfigError(f"unknown critic.backend {backend!r}; valid: hf, openai")
     return ModelCritic(lm, PromptTemplate(number_format=number_format), max_new_tokens=int(max_new_tokens),
-                       verdicts=verdicts)
+                       verdicts=verdicts, generation=generation)
 
 
 # every builder takes the actor (``None`` when the stage has none) and the critic's config keys

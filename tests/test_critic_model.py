@@ -5,10 +5,11 @@ import pytest
 
 from agents import PromptTemplate
 from agents.backends import Completion
+from agents.backends.base import truncate_at_stop
 from agents.backends.hf import HFBackend
 from autocritique import training_form
 from critics import Critique, ModelCritic, NullCritic, OracleCritic, RandomStepCritic
-from critics.model_critic import model_text, parse_model_critique, verdicts_from_checks
+from critics.model_critic import model_text, parse_model_text, parse_whole_critique
 from envs import EnvConfig, SyntheticArithmetic, corrupt_solution
 from evaluation.critic_eval import format_critic_table, label, score_critic
 
@@ -18,31 +19,43 @@ PROBLEMS = SyntheticArithmetic(size=30, min_steps=2, max_steps=5, split="test", 
 
 
 class OracleTextBackend:
-    """Writes, in model text, the oracle's critique of the solution in the prompt (a perfect critique model)."""
+    """A perfect critique model: continues, in model text, the oracle's critique of the solution in the prompt
+    (stepwise or whole), up to the stop string, as a trained critic would."""
 
     name = "oracle-text"
     tokenizer = None
 
-    def __init__(self, problems, extra=""):
+    def __init__(self, problems, extra="", whole=False):
         self.by_question = {TEMPLATE.codec.encode(p.question): p for p in problems}
-        self.extra = extra
+        self.extra, self.whole = extra, whole
 
     def generate(self, prompts, sampling):
         out = []
         for prompt in prompts:
             question = prompt.split("\n", 1)[0].removeprefix("Problem: ")
             problem = self.by_question[question]
-            body = prompt.split("Solution:\n", 1)[1].removesuffix("Critique:\n")
-            steps = TEMPLATE.decode(body).strip().splitlines()
-            text = model_text(training_form(OracleCritic().critique(problem, steps)), steps) + self.extra
-            out.append([Completion(TEMPLATE.critique_completion(text), [1] * 5, [])])
+            head, _, written = prompt.partition("Critique:\n")
+            steps = TEMPLATE.decode(head.split("Solution:\n", 1)[1]).strip().splitlines()
+            full = TEMPLATE.critique_completion(self.critique_text(problem, steps) + self.extra)
+            assert full.startswith(written), (written, full)
+            rest = full[len(written):]
+            if sampling.stop:
+                rest = truncate_at_stop(rest, sampling.stop)[0]
+            out.append([Completion(rest, [1] * 5, [])])
         return out
 
+    def critique_text(self, problem, steps):
+        critique = training_form(OracleCritic().critique(problem, steps))
+        return critique.render() if self.whole else model_text(critique, steps, problem.answer)
 
-def test_model_critic_reads_what_the_model_writes():
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_model_critic_reads_what_the_model_writes(whole):
     rng = random.Random(0)
     bad = [corrupt_solution(p, rng.randint(1, p.difficulty), "operand", rng) for p in PROBLEMS]
-    critic = ModelCritic(OracleTextBackend(PROBLEMS, extra="\nStep 1: trailing junk the model kept writing"), TEMPLATE)
+    junk = "\nStep 1: trailing junk the model kept writing" if whole else ""
+    critic = ModelCritic(OracleTextBackend(PROBLEMS, extra=junk, whole=whole), TEMPLATE,
+                         generation="whole" if whole else "stepwise")
     critiques = critic.critique_batch(PROBLEMS, [b.steps for b in bad])
     assert critic.parse_failures == 0 and critic.calls == len(PROBLEMS)
     assert sum(c.first_error_step == b.error_step for c, b in zip(critiques, bad)) >= 0.95 * len(bad)
@@ -63,33 +76,54 @@ def test_unparsable_model_output_abstains_and_is_counted():
     assert "unrecognised critique line" in critiques[0].extras["error"]
 
 
-def test_model_text_puts_the_solutions_value_beside_the_check():
+def test_model_text_puts_the_critics_computation_before_the_solutions():
     p = PROBLEMS[3]
     bad = corrupt_solution(p, 1, "calculation", random.Random(5))
     critique = training_form(OracleCritic().critique(p, bad.steps))
-    text = model_text(critique, bad.steps)
+    text = model_text(critique, bad.steps, p.answer)
     stated = bad.steps[0].split(": ")[1]
-    assert text.splitlines()[0].startswith(f"Step 1: {stated} -> {critique.steps[0].check} wrong")
-    parsed = parse_model_critique(text, len(bad.steps))
-    assert parsed == critique and parsed.steps[0].check == critique.steps[0].check
+    assert text.splitlines() == [f"Step 1: {critique.steps[0].check} | says {stated} | wrong | {critique.steps[0].feedback}"]
+    parsed = parse_model_text(text, bad.steps)
+    assert parsed.steps == critique.steps and parsed.hint == critique.hint  # "Recompute step 1: ..."
+    right = training_form(OracleCritic().critique(p, p.steps))
+    lines = model_text(right, p.steps, p.answer).splitlines()
+    assert len(lines) == len(p.steps) and lines[-1] == f"Final answer: {p.answer} | says {p.answer} | correct"
+    assert parse_model_text("\n".join(lines), p.steps).is_correct
 
 
-def test_verdicts_from_checks_compare_in_code():
-    from critics.critique import StepJudgement
+def test_a_wrong_answer_line_carries_the_gold_answer_as_the_critics_own():
+    p = next(q for q in PROBLEMS if q.difficulty >= 2)
+    short = list(p.steps[:1]) + [f"Answer: {p.steps[0].split('=')[-1]}"]
+    critique = training_form(OracleCritic().critique(p, short))
+    line = model_text(critique, short, p.answer).splitlines()[-1]
+    assert line.startswith(f"Final answer: {p.answer} | says ") and "| wrong |" in line
+    assert parse_model_text(model_text(critique, short, p.answer), short).hint == f"The answer should be {p.answer}."
+
+
+def test_checks_mode_compares_the_critics_computation_in_code():
+    class ComputesRightSaysCorrect(OracleTextBackend):
+        def critique_text(self, problem, steps):  # every line, each called correct
+            return model_text(OracleCritic().critique(problem, steps), steps, problem.answer).replace("wrong", "correct")
 
     p = PROBLEMS[4]
     bad = corrupt_solution(p, 2, "calculation", random.Random(6))
+    fooled = ModelCritic(ComputesRightSaysCorrect([p]), TEMPLATE)
+    assert fooled.critique(p, bad.steps).is_correct
+    checks = ModelCritic(ComputesRightSaysCorrect([p]), TEMPLATE, verdicts="checks").critique(p, bad.steps)
     right_check = OracleCritic().critique(p, bad.steps).steps[1].check  # what step 2 should compute
-    says_all_fine = Critique((StepJudgement(1, True, p.steps[0].split(": ")[1]), StepJudgement(2, True, right_check)))
-    rejudged = verdicts_from_checks(says_all_fine, bad.steps)
-    assert rejudged.first_error_step == 2 and right_check in rejudged.hint
+    assert checks.first_error_step == 2 and right_check in checks.hint
 
 
-def test_parse_model_critique_ignores_text_after_the_hint():
+def test_parsers_reject_what_is_not_a_critique_and_ignore_text_after_the_hint():
     text = "Step 1: 2+3=5 wrong | no\nVerdict: wrong, first error at step 1\nHint: Step 1 should be 2+3=5.\nStep 9: junk"
-    assert parse_model_critique(text, num_steps=2).first_error_step == 1
+    assert parse_whole_critique(text, num_steps=2).first_error_step == 1
     with pytest.raises(ValueError):
-        parse_model_critique("Step 7: 1+1=2 correct\nVerdict: correct", num_steps=2)
+        parse_whole_critique("Step 7: 1+1=2 correct\nVerdict: correct", num_steps=2)
+    steps = ["Step 1: 2+3=6", "Answer: 6"]
+    assert parse_model_text("Step 1: 2+3=5 | says 2+3=6 | wrong | off by one", steps).hint == "Recompute step 1: 2+3=5."
+    for bad in ("Step 1: 2+3=5 correct", "Step 3: 1 | says 1 | correct", "", "Step 1: 5 | says 6 | maybe"):
+        with pytest.raises(ValueError):
+            parse_model_text(bad, steps)
 
 
 def test_model_critic_in_the_environment_refines_the_flagged_step():

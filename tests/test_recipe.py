@@ -68,3 +68,26 @@ def test_shipped_checkpoint_matches_the_configured_recipe():
 
     assert shipped["recipe"] == asdict(configured)
     assert (SHIPPED_ACTOR / "model.safetensors").stat().st_size < 20 * 2**20
+
+
+def test_shipped_critic_matches_the_configured_recipe_and_data():
+    from dataclasses import asdict
+
+    from omegaconf import OmegaConf
+
+    from pipeline import load_config
+    from pipeline.checkpoints import SHIPPED_CRITIC
+    from trainers.critic_sft import CriticSFTConfig
+
+    shipped = json.loads((SHIPPED_CRITIC / "recipe.json").read_text())
+    cfg = load_config(["autocritique=full"])
+    configured = CriticSFTConfig.from_dict({**OmegaConf.to_container(cfg.critic_training.recipe, resolve=True),
+                                            "init": "actor"})
+    recipe = dict(shipped["recipe"])
+    recipe.pop("actor_checkpoint")
+    assert recipe == asdict(configured)
+    data = OmegaConf.to_container(cfg.autocritique, resolve=True)  # the autocritique=full dataset, seed 0
+    data.pop("dataset")
+    assert shipped["data"]["config"] == {**data, "seed": 0}
+    assert shipped["data"]["rows"] == shipped["examples"]
+    assert (SHIPPED_CRITIC / "model.safetensors").stat().st_size < 20 * 2**20

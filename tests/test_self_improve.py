@@ -131,3 +131,37 @@ def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes()
         import ray
 
         ray.shutdown()
+
+
+def test_verifier_reward_scores_answers_and_adds_the_critics_step_share():
+    from critics import OracleCritic
+    from trainers.grpo import verifier_reward
+
+    template = PromptTemplate(number_format="reversed")
+    p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=2)[0]
+    right = template.completion(p.steps)
+    import random
+
+    from envs import corrupt_solution
+
+    wrong = template.completion(corrupt_solution(p, 2, "calculation", random.Random(0)).steps)
+    seen: dict = {}
+    plain = verifier_reward(template, seen=seen)
+    assert plain([""] * 2, [right, wrong], answer=[p.answer] * 2, question=[p.question] * 2) == [1.0, 0.0]
+    assert seen == {p.question: {"\n".join(p.steps)}}
+    dense = verifier_reward(template, OracleCritic(), weight=0.5, problems={p.question: p})
+    scores = dense([""] * 2, [right, wrong], answer=[p.answer] * 2, question=[p.question] * 2)
+    assert scores[0] == 1.5 and 0.0 < scores[1] < 0.5  # the steps before the slip earn part of the dense reward
+
+
+def test_grpo_baseline_runs_one_iteration_within_the_budget(tmp_path):
+    from trainers.grpo import GRPOBaseline, GRPOBaselineConfig
+
+    actor = _actor()
+    config = GRPOBaselineConfig(critic="oracle", iterations=1, problems_per_iteration=4, samples_per_problem=2,
+                                batch_size=4, eval_problems_per_level=1, max_steps=3, max_completion_length=48)
+    [start, summary] = GRPOBaseline(config, LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "grpo",
+                                    name="grpo").run(log=lambda *_: None)
+    assert summary["generations"] == summary["budget"] == 8 and summary["grpo_steps"] == 2
+    assert 0 <= summary["exploration"] <= 1 and summary["mean_reward"] is not None
+    assert (tmp_path / "grpo" / "iter_1" / "model" / "model.safetensors").exists()

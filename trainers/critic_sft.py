@@ -51,13 +51,16 @@ class CriticSFTConfig:
 
 
 def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_dir: str | Path,
-                      actor_checkpoint: str | Path | None = None, log_every: int = 100) -> dict[str, Any]:
+                      actor_checkpoint: str | Path | None = None, log_every: int = 100,
+                      render: Any = None, data: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Train a critique model on critique rows; ``render`` picks the text format (default: the stepwise one),
+    ``data`` (the dataset's stats) is kept in ``recipe.json``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
-    examples = rows_to_examples(rows, PromptTemplate(number_format=config.number_format))
+    examples = rows_to_examples(rows, PromptTemplate(number_format=config.number_format), render)
     if not examples:
         raise ValueError("the critique dataset is empty; nothing to train the critic on")
     if config.init == "actor":
@@ -69,4 +72,5 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
         tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
         model = build_tiny_model(config.model, tokenizer, seed=config.seed)
     recipe = asdict(config) | {"actor_checkpoint": str(actor_checkpoint) if config.init == "actor" else None}
-    return sft_train(model, tokenizer, examples, config, out_dir, recipe=recipe, log_every=log_every)
+    return sft_train(model, tokenizer, examples, config, out_dir, recipe=recipe, log_every=log_every,
+                     extra={"data": data} if data else None)

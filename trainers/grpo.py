@@ -28,10 +28,12 @@ class GRPOBaselineConfig(SelfImproveConfig):
     max_completion_length: int = 160
 
 
-def verifier_reward(template: Any, critic: Any = None, weight: float = 0.0, seen: dict | None = None):
+def verifier_reward(template: Any, critic: Any = None, weight: float = 0.0, seen: dict | None = None,
+                    problems: dict | None = None):
     """A TRL reward function: 1 for a verified answer, plus ``weight`` x the share of steps the critic accepts.
 
-    ``seen`` (question -> set of correct solutions) collects what GRPO explored, for the shared measurements.
+    ``seen`` (question -> set of correct solutions) collects what GRPO explored, for the shared measurements;
+    ``problems`` (question -> Problem) gives the critic the whole problem (a reference-aware critic needs it).
     """
     from envs.problems import Problem
     from rewards.verifier import verify_response
@@ -48,8 +50,10 @@ def verifier_reward(template: Any, critic: Any = None, weight: float = 0.0, seen
                     seen[q].add(text.strip())
         if critic is not None and weight > 0:
             steps = [[line.strip() for line in t.splitlines() if line.strip()] for t in texts]
-            problems = [Problem(id=f"grpo-{i}", question=q, answer=a) for i, (q, a) in enumerate(zip(question, answer))]
-            for i, critique in enumerate(critic.critique_batch(problems, steps)):
+            known = problems or {}
+            reviewed = [known.get(q) or Problem(id=f"grpo-{i}", question=q, answer=a)
+                        for i, (q, a) in enumerate(zip(question, answer))]
+            for i, critique in enumerate(critic.critique_batch(reviewed, steps)):
                 judged = [j for j in critique.steps if not j.is_answer]
                 if judged:
                     out[i] += weight * sum(j.correct for j in judged) / len(judged)
@@ -61,6 +65,7 @@ def verifier_reward(template: Any, critic: Any = None, weight: float = 0.0, seen
 
 class GRPOBaseline(SelfImprover):
     def iteration(self, i: int) -> dict[str, Any]:
+        import torch
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
@@ -87,14 +92,15 @@ class GRPOBaseline(SelfImprover):
             logging_steps=max(1, steps),
             save_strategy="no",
             report_to="none",
-            use_cpu=True,
+            use_cpu=not torch.cuda.is_available(),
             bf16=False,
             disable_tqdm=True,
         )
         model, tokenizer = self.actor.backend.model, self.actor.backend.tokenizer
         model.train()
         seen: dict[str, set[str]] = {}
-        trainer = GRPOTrainer(model=model, reward_funcs=verifier_reward(template, critic, c.critic_reward_weight, seen),
+        trainer = GRPOTrainer(model=model, reward_funcs=verifier_reward(template, critic, c.critic_reward_weight, seen,
+                                                                   {p.question: p for p in problems}),
                               args=args, train_dataset=data, processing_class=tokenizer)
         trainer.train()
         model.eval()

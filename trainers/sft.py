@@ -95,11 +95,12 @@ def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int
 
 
 def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config: Any, out_dir: str | Path,
-              recipe: dict[str, Any], log_every: int = 100) -> dict[str, Any]:
+              recipe: dict[str, Any], log_every: int = 100, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prompt/completion SFT with TRL (loss on the completion only); the checkpoint folder appears atomically.
 
     ``config`` supplies seed, train_steps, batch_size, learning_rate, warmup_ratio, weight_decay, max_length, and
     optionally sampling_strategy (``group_by_length`` batches examples of similar length: less padding).
+    ``extra`` goes into ``recipe.json`` beside the recipe (e.g. what the training data was).
     """
     import shutil
 
@@ -146,6 +147,7 @@ def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config
             "parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tokenizer),
             "log": [h for h in trainer.state.log_history if "loss" in h],
+            **(extra or {}),
         }
         (tmp / "recipe.json").write_text(json.dumps(summary, indent=2))
     return summary
