@@ -64,12 +64,15 @@ def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         print(f"[critic_training] the shipped critic {SHIPPED_CRITIC} (trained {recipe['train_seconds']} s on "
               f"{recipe['examples']} critiques, loss {recipe['train_loss']})")
         return {"init": "shipped", "checkpoint": str(out), "train_loss": recipe["train_loss"]}
-    if c.init not in ("actor", "scratch"):
-        raise ConfigError(f"critic_training.init must be shipped, actor or scratch, got {c.init!r}")
+    if c.init not in ("actor", "scratch", "checkpoint"):
+        raise ConfigError(f"critic_training.init must be shipped, actor, scratch or checkpoint, got {c.init!r}")
     data = run_dir / "critique_data" / "critiques.jsonl"
     if not data.exists():
         raise ConfigError(f"no critique data at {data}: run the critique_data stage first")
-    recipe = CriticSFTConfig.from_dict({**OmegaConf.to_container(c.recipe, resolve=True), "init": c.init})
+    try:
+        recipe = CriticSFTConfig.from_dict({**OmegaConf.to_container(c.recipe, resolve=True), "init": c.init})
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
     rows = read_dataset(data)
     print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
     from storage import read_json

@@ -24,6 +24,7 @@ def _critic_configs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     if path is not None:
         settings = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
         configs["model"] = {**settings, "model": path, "threads": int(cfg.ray.threads_per_worker)}
+        configs["model_checks"] = {**configs["model"], "verdicts": "checks"}
     return configs
 
 

@@ -189,3 +189,24 @@ def test_critic_training_from_the_actor_and_from_scratch(tmp_path):
         CriticSFTConfig(init="zero")
     with pytest.raises(ValueError, match="empty"):
         train_tiny_critic(CriticSFTConfig(), [], tmp_path / "none", actor_checkpoint=ROOT / "checkpoints" / "tiny-actor")
+
+
+def test_verdict_examples_are_balanced_and_stop_at_the_verdict():
+    from trainers.critic_sft import verdict_examples
+
+    rng = random.Random(3)
+    rows = []
+    for p in PROBLEMS:
+        for steps in (p.steps, corrupt_solution(p, rng.randint(1, p.difficulty), "calculation", rng).steps):
+            rows.append({"question": p.question, "steps": list(steps), "answer": p.answer,
+                         "critique": training_form(OracleCritic().critique(p, steps)).render()})
+    examples = verdict_examples(rows, TEMPLATE, 40, seed=1)
+    assert len(examples) == 40 and examples == verdict_examples(rows, TEMPLATE, 40, seed=1)
+    verdicts = [e["completion"].split("|")[0].strip() for e in examples]
+    assert verdicts.count("wrong") == verdicts.count("correct") == 20
+    for e in examples:
+        *_, judged = TEMPLATE.decode(e["prompt"]).splitlines()
+        own, stated = judged.split(": ", 1)[1].split(" | says ")
+        # a "wrong" line is one whose own computation differs from the solution's
+        assert (own.strip() != stated.rstrip(" |")) == e["completion"].startswith(" wrong")
+    assert verdict_examples(rows, TEMPLATE, 0) == []
