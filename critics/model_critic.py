@@ -11,7 +11,7 @@ ways to generate, one text format each:
       Step 2: 51*3=153 | says 51*3=160 | wrong | Step 2 is wrong: 51*3 is 153, not 160; the rest builds on it.
 
   The model never has to copy a value out of the solution: tiny critics asked to copy wrote their own
-  (right) computation in its place and so called every step correct (benchmarks/critic_formats.md). Here the
+  (right) computation in its place and so called every step correct (benchmarks/results/critic_formats.md). Here the
   two computations stand side by side and the verdict compares them. Judging stops at the first wrong line.
 * ``generation="whole"``: one generation in the one critique format (``critics/critique.py``), for served or
   hub models prompted to write a whole critique.
