@@ -52,6 +52,7 @@ def critique_data(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The critique model: the shipped tiny critic, or one trained on this run's critique data."""
     from autocritique import read_dataset
+    from storage import read_json
     from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
 
     c = cfg.critic_training
@@ -75,8 +76,6 @@ def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         raise ConfigError(str(err)) from err
     rows = read_dataset(data)
     print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
-    from storage import read_json
-
     stats = read_json(data.parent / "stats.json")
     summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=actor_checkpoint(cfg),
                                 data={"rows": stats["rows"], "config": stats["config"]})
