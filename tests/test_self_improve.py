@@ -113,7 +113,8 @@ def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes()
                       {"max_refinements": 1}, 16, 1)
     pool = RayRolloutPool(RayConfig(num_workers=2), spec)
     try:
-        problems = SyntheticArithmetic(size=24, min_steps=2, max_steps=6, split="test", seed=3)[:]
+        # enough problems that worker 0 is still busy when it is killed, on a fast idle machine too
+        problems = SyntheticArithmetic(size=128, min_steps=4, max_steps=8, split="test", seed=3)[:]
         clean = pool.rollout(problems, seed=0, critic="oracle")
         assert [r.problem.id for r in clean] == [p.id for p in problems] and pool.last_restarts == []
         victim = pool.worker_pids()[0]
