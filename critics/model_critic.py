@@ -182,9 +182,12 @@ class ModelCritic(BaseCritic):
             return self._whole(problems, steps)
         reviews = [_Review(s, self.template.critique_prompt(p.question, s)) for p, s in zip(problems, steps)]
         while True:
-            active = [(r, nxt) for r in reviews if not r.done and (nxt := r.next_line()) is not None]
+            active = []
             for r in reviews:
-                r.done = r.done or r.next_line() is None
+                nxt = None if r.done else r.next_line()
+                r.done = nxt is None
+                if nxt is not None:
+                    active.append((r, nxt))
             if not active:
                 break
             self._judge_lines(active)
