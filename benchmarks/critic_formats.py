@@ -6,10 +6,12 @@ Formats (each a way of writing the same training-form critique):
   the critic's own, then the verdict: ``Step 2: 51*3=160 -> 51*3=153 wrong | ...``, then ``Verdict`` and
   ``Hint`` lines;
 * ``stepwise`` (the shipped format, ``critics/model_critic.py``): the critic writes its own computation, its
-  code reads the solution's in after ``| says``, the critic writes the verdict:
-  ``Step 2: 51*3=153 | says 51*3=160 | wrong | ...``.
+  code reads the solution's in after ``| says`` and sets the two results side by side, the critic writes the
+  verdict: ``Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong | ...``; after the whole critiques the
+  stepwise critic gets the two verdict drills of ``trainers/critic_sft.py`` (``--verdict-line-steps``,
+  ``--verdict-steps``; 0 turns them off).
 
-Both start from the actor with the same recipe and data; both are scored by the ``eval_critic`` scorer on the
+Both start from the actor with the same data; both are scored by the ``eval_critic`` scorer on the
 same held-out solutions (the actor's natural samples at T=1, injected errors, the actor's greedy solutions).
 Trained critics land in ``runs/critic_formats/<format>``; ``--checkpoint FORMAT=DIR`` scores a critic already
 trained instead. Results: ``benchmarks/results/critic_formats.{json,md}``.
@@ -59,6 +61,8 @@ def main() -> None:
     parser.add_argument("--checkpoint", action="append", default=[], metavar="FORMAT=DIR",
                         help="score this trained critic instead of training one for FORMAT")
     parser.add_argument("--train-steps", type=int, default=2000)
+    parser.add_argument("--verdict-line-steps", type=int, default=800)
+    parser.add_argument("--verdict-steps", type=int, default=400)
     parser.add_argument("--problems-per-level", type=int, default=50)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -78,7 +82,9 @@ def main() -> None:
         path = given.get(name)
         if path is None:
             path = ROOT / "runs" / "critic_formats" / name
-            recipe = CriticSFTConfig(init="actor", train_steps=args.train_steps, seed=args.seed)
+            drills = ({"verdict_line_steps": args.verdict_line_steps, "verdict_steps": args.verdict_steps}
+                      if name == "stepwise" else {"verdict_line_steps": 0, "verdict_steps": 0})
+            recipe = CriticSFTConfig(init="actor", train_steps=args.train_steps, seed=args.seed, **drills)
             summary = train_tiny_critic(recipe, read_dataset(args.data), path, actor_checkpoint=args.actor,
                                         render=render)
             trained[name] = {k: summary[k] for k in ("train_seconds", "train_loss", "examples")}

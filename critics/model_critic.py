@@ -4,15 +4,19 @@ The model reads ``Problem: ...\\nSolution:\\n<steps>\\nCritique:\\n`` and judges
 ways to generate, one text format each:
 
 * ``generation="stepwise"`` (the project's critique models): for each line the model first writes its *own*
-  computation of the step, then the critic's code reads the solution's computation in after ``| says``, then
-  the model writes its verdict and explanation::
+  computation of the step, then the critic's code reads the solution's computation in after ``| says``, with
+  the two results set side by side, digit under digit (``=153 =160``), then the model writes its verdict and
+  explanation::
 
-      Step 1: 29+22=51 | says 29+22=51 | correct
-      Step 2: 51*3=153 | says 51*3=160 | wrong | Step 2 is wrong: 51*3 is 153, not 160; the rest builds on it.
+      Step 1: 29+22=51 | says 29+22=51 | =051 =051 | correct
+      Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong | Step 2 is wrong: 51*3 is 153, not 160; the rest builds on it.
 
   The model never has to copy a value out of the solution: tiny critics asked to copy wrote their own
-  (right) computation in its place and so called every step correct (benchmarks/results/critic_formats.md). Here the
-  two computations stand side by side and the verdict compares them. Judging stops at the first wrong line.
+  (right) computation in its place and so called every step correct (benchmarks/results/critic_formats.md).
+  The side-by-side results make the comparison local: in model text (digits least-significant first) each
+  digit of one result sits a fixed distance from the same digit of the other, which a tiny model learns to
+  compare; two computations of different lengths at different places in the line it did not learn to compare
+  in 600 steps. Judging stops at the first wrong line.
 * ``generation="whole"``: one generation in the one critique format (``critics/critique.py``), for served or
   hub models prompted to write a whole critique.
 
@@ -33,11 +37,26 @@ from critics.critique import Critique, CritiqueParseError, StepJudgement
 if TYPE_CHECKING:
     from envs.problems import Problem
 
-__all__ = ["ModelCritic", "model_text", "parse_model_text", "parse_whole_critique", "stated_value"]
+__all__ = ["ModelCritic", "model_text", "parse_model_text", "parse_whole_critique", "stated_value", "side_by_side", "judged_line"]
 
 SAYS = " | says "
-_LINE_RE = re.compile(r"^(?:step\s+(\d+)|(final\s+answer))\s*:\s*(.*?)\s*\|\s*says\s+(.*?)\s*\|\s*(correct|wrong)\b"
-                      r"\s*(?:\|\s*(.*))?$", re.IGNORECASE)
+RESULT_WIDTH = 3  # whole-number results are zero-padded to this many digits when set side by side
+_LINE_RE = re.compile(r"^(?:step\s+(\d+)|(final\s+answer))\s*:\s*(.*?)\s*\|\s*says\s+(.*?)\s*\|"
+                      r"(?:\s*=\S*\s+=\S*\s*\|)?\s*(correct|wrong)\b\s*(?:\|\s*(.*))?$", re.IGNORECASE)
+
+
+def side_by_side(own: str, stated: str) -> str:
+    """The two results of a judged line next to each other (``=153 =160``), whole numbers zero-padded to the
+    same width so that, digit by digit, they line up."""
+    def pad(value: str) -> str:
+        return value.zfill(RESULT_WIDTH) if value.isdigit() else value
+
+    return f"={pad(_result(own))} ={pad(_result(stated))}"
+
+
+def judged_line(head: str, own: str, stated: str) -> str:
+    """A stepwise line up to its verdict: what the model reads before it judges."""
+    return f"{head} {own}{SAYS}{stated} | {side_by_side(own, stated)} |"
 
 
 def stated_value(line: str) -> str | None:
@@ -72,7 +91,7 @@ def model_text(critique: Critique, steps: Sequence[str], answer: str | None = No
             own = stated if j.correct or answer is None else answer
         else:
             own = j.check or stated
-        line = f"{_head(j)} {own}{SAYS}{stated} | {'correct' if j.correct else 'wrong'}"
+        line = f"{judged_line(_head(j), own, stated)} {'correct' if j.correct else 'wrong'}"
         lines.append(f"{line} | {j.feedback}" if j.feedback else line)
     return "\n".join(lines)
 
@@ -202,7 +221,7 @@ class ModelCritic(BaseCritic):
         for (r, (_, stated)), head, out in zip(active, heads, owns):
             own = decode(out[0].text).split("|")[0].strip()
             r.tokens += out[0].num_tokens
-            line = f"{head} {own}{SAYS}{stated} |"
+            line = judged_line(head, own, stated)
             if self.verdicts == "checks":
                 right = _result(own) == _result(stated)
                 self._advance(r, f"{line} {'correct' if right else 'wrong'}")

@@ -9,7 +9,7 @@ from agents.backends.base import truncate_at_stop
 from agents.backends.hf import HFBackend
 from autocritique import training_form
 from critics import Critique, ModelCritic, NullCritic, OracleCritic, RandomStepCritic
-from critics.model_critic import model_text, parse_model_text, parse_whole_critique
+from critics.model_critic import model_text, parse_model_text, parse_whole_critique, side_by_side
 from envs import EnvConfig, SyntheticArithmetic, corrupt_solution
 from evaluation.critic_eval import format_critic_table, label, score_critic
 
@@ -82,13 +82,23 @@ def test_model_text_puts_the_critics_computation_before_the_solutions():
     critique = training_form(OracleCritic().critique(p, bad.steps))
     text = model_text(critique, bad.steps, p.answer)
     stated = bad.steps[0].split(": ")[1]
-    assert text.splitlines() == [f"Step 1: {critique.steps[0].check} | says {stated} | wrong | {critique.steps[0].feedback}"]
+    own, value = critique.steps[0].check, stated.split("=")[-1]
+    assert text.splitlines() == [f"Step 1: {own} | says {stated} | ={own.split('=')[-1].zfill(3)} ={value.zfill(3)} | wrong | "
+                                 f"{critique.steps[0].feedback}"]
     parsed = parse_model_text(text, bad.steps)
     assert parsed.steps == critique.steps and parsed.hint == critique.hint  # "Recompute step 1: ..."
     right = training_form(OracleCritic().critique(p, p.steps))
     lines = model_text(right, p.steps, p.answer).splitlines()
-    assert len(lines) == len(p.steps) and lines[-1] == f"Final answer: {p.answer} | says {p.answer} | correct"
+    assert len(lines) == len(p.steps) and lines[-1] == (f"Final answer: {p.answer} | says {p.answer} | "
+                                                      f"={p.answer.zfill(3)} ={p.answer.zfill(3)} | correct")
     assert parse_model_text("\n".join(lines), p.steps).is_correct
+
+
+def test_results_side_by_side_line_up_digit_for_digit():
+    assert side_by_side("51*3=153", "51*3=16") == "=153 =016"
+    assert side_by_side("84", "7.5") == "=084 =7.5" and side_by_side("", "12") == "= =012"
+    # in model text (least-significant digit first) each digit keeps its place: the k-th digits are 5 apart
+    assert TEMPLATE.codec.encode("=153 =016") == "=351 =610"
 
 
 def test_a_wrong_answer_line_carries_the_gold_answer_as_the_critics_own():
@@ -120,7 +130,10 @@ def test_parsers_reject_what_is_not_a_critique_and_ignore_text_after_the_hint():
     with pytest.raises(ValueError):
         parse_whole_critique("Step 7: 1+1=2 correct\nVerdict: correct", num_steps=2)
     steps = ["Step 1: 2+3=6", "Answer: 6"]
-    assert parse_model_text("Step 1: 2+3=5 | says 2+3=6 | wrong | off by one", steps).hint == "Recompute step 1: 2+3=5."
+    parsed = parse_model_text("Step 1: 2+3=5 | says 2+3=6 | =005 =006 | wrong | off by one", steps)
+    assert parsed.hint == "Recompute step 1: 2+3=5."
+    # a line without the side-by-side results still parses
+    assert parse_model_text("Step 1: 2+3=5 | says 2+3=6 | wrong", steps).first_error_step == 1
     for bad in ("Step 1: 2+3=5 correct", "Step 3: 1 | says 1 | correct", "", "Step 1: 5 | says 6 | maybe"):
         with pytest.raises(ValueError):
             parse_model_text(bad, steps)
@@ -179,20 +192,32 @@ def test_critic_training_from_the_actor_and_from_scratch(tmp_path):
             c = training_form(OracleCritic().critique(p, steps))
             rows.append({"question": p.question, "steps": list(steps), "critique": c.render()})
     for init in ("actor", "scratch"):
-        config = CriticSFTConfig(init=init, train_steps=4, batch_size=4, max_length=448)
+        config = CriticSFTConfig(init=init, train_steps=4, batch_size=4, max_length=448, verdict_line_steps=0,
+                                 verdict_steps=0)
         summary = train_tiny_critic(config, rows, tmp_path / init, actor_checkpoint=ROOT / "checkpoints" / "tiny-actor")
         assert summary["examples"] == 32 and summary["recipe"]["init"] == init
+        assert [p["name"] for p in summary["phases"]] == ["critiques"]
         critic = ModelCritic(HFBackend(tmp_path / init, threads=2), TEMPLATE, max_new_tokens=24)
         critiques = critic.critique_batch(PROBLEMS[:2], [p.steps for p in PROBLEMS[:2]])
         assert len(critiques) == 2  # an untrained critic writes nonsense, which must not crash
+    # the verdict drill alone, continuing a trained critic: only the drill phase runs, on its own examples
+    drill = CriticSFTConfig(init="checkpoint", checkpoint=str(tmp_path / "actor"), train_steps=0, verdict_steps=3,
+                            verdict_line_steps=2, verdict_examples=24, batch_size=4, max_length=448)
+    summary = train_tiny_critic(drill, rows, tmp_path / "drilled", log_every=1)
+    assert [(p["name"], p["examples"], p["train_steps"]) for p in summary["phases"]] == [
+        ("verdict drill, lines", 24, 2), ("verdict drill", 24, 3)]
+    assert {h["phase"] for h in summary["log"]} == {"verdict drill, lines", "verdict drill"}
+    assert (tmp_path / "drilled" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="init must be"):
         CriticSFTConfig(init="zero")
     with pytest.raises(ValueError, match="empty"):
         train_tiny_critic(CriticSFTConfig(), [], tmp_path / "none", actor_checkpoint=ROOT / "checkpoints" / "tiny-actor")
 
 
-def test_verdict_examples_are_balanced_and_stop_at_the_verdict():
-    from trainers.critic_sft import verdict_examples
+def test_verdict_drill_lines_are_balanced_and_train_the_computation_and_verdict_only():
+    from transformers import AutoTokenizer
+
+    from trainers.critic_sft import drill_tokens, verdict_examples
 
     rng = random.Random(3)
     rows = []
@@ -202,11 +227,28 @@ def test_verdict_examples_are_balanced_and_stop_at_the_verdict():
                          "critique": training_form(OracleCritic().critique(p, steps)).render()})
     examples = verdict_examples(rows, TEMPLATE, 40, seed=1)
     assert len(examples) == 40 and examples == verdict_examples(rows, TEMPLATE, 40, seed=1)
-    verdicts = [e["completion"].split("|")[0].strip() for e in examples]
-    assert verdicts.count("wrong") == verdicts.count("correct") == 20
+    assert [e["verdict"] for e in examples].count(" wrong") == [e["verdict"] for e in examples].count(" correct") == 20
     for e in examples:
-        *_, judged = TEMPLATE.decode(e["prompt"]).splitlines()
-        own, stated = judged.split(": ", 1)[1].split(" | says ")
+        assert e["prompt"].endswith(":") and e["says"].startswith(" | says ") and e["says"].endswith(" |")
         # a "wrong" line is one whose own computation differs from the solution's
-        assert (own.strip() != stated.rstrip(" |")) == e["completion"].startswith(" wrong")
+        own, says = TEMPLATE.decode(e["own"]).strip(), TEMPLATE.decode(e["says"])
+        stated, aligned = says[len(" | says "):-2].split(" | ")
+        mine, theirs = aligned.split(" ")
+        assert mine.lstrip("=0") == own.split("=")[-1].lstrip("0") and len(mine) == len(theirs) == 4
+        assert (own != stated) == (e["verdict"] == " wrong")
     assert verdict_examples(rows, TEMPLATE, 0) == []
+
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "checkpoints" / "tiny-critic")
+    tokens = drill_tokens(examples, tokenizer, max_length=448)
+    assert len(tokens) == 40
+    for e, t in zip(examples, tokens):
+        assert tokenizer.decode(t["input_ids"]) == e["prompt"] + e["own"] + e["says"] + e["verdict"] + e["tail"]
+        # the loss sees exactly the critic's own computation (with the " |" that ends it) and the verdict onwards
+        trained = tokenizer.decode([i for i in t["labels"] if i != -100])
+        assert trained == e["own"] + " |" + e["verdict"] + e["tail"], (trained, e)
+        assert e["tail"].endswith("\n") and (e["tail"] == "\n") == (e["verdict"] == " correct")
+    assert drill_tokens(examples, tokenizer, max_length=20) == []  # too long: left out, never cut
+    for e, t in zip(examples, drill_tokens(examples, tokenizer, max_length=448, line_only=True)):
+        line = e["prompt"].rsplit("\n", 1)[-1] + e["own"] + e["says"] + e["verdict"] + e["tail"]
+        assert tokenizer.decode(t["input_ids"]) == line and line.startswith(("Step ", "Final answer:"))
+        assert tokenizer.decode([i for i in t["labels"] if i != -100]) == e["verdict"] + e["tail"]

@@ -3,6 +3,20 @@
 ``init="actor"`` starts from the actor checkpoint (same tokenizer, and the actor already knows how to derive a
 step from the story, which is most of checking one); ``init="scratch"`` builds a new tokenizer and model of the
 tiny shape. The critic learns to write the critique in the one format after ``Critique:``.
+
+Training has three phases, one after the other (``CriticSFTConfig``):
+
+1. **Whole critiques**: the critic's own computation of each step, then (read in) the solution's and the two
+   results side by side, then its verdict and explanation. Here the verdict is one token in about a hundred and
+   six lines in seven are "correct": a critic fits it by always saying "correct", computing well but never
+   comparing (the earlier shipped critic did exactly that).
+2. **Verdict drill on lines alone**: single judged lines (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 |``),
+   half of them wrong, without the problem, the loss on the verdict only. Ten times shorter than whole
+   critiques, so thousands of steps take minutes: enough for a tiny model to learn to compare.
+3. **Verdict drill in context**: the same lines inside their critiques, the loss on the critic's own
+   computation and the verdict, so the comparison carries over to whole critiques and the arithmetic is kept.
+
+The drills sample at random and never see an end-of-text after a verdict.
 """
 
 from __future__ import annotations
@@ -14,9 +28,9 @@ from typing import Any
 from agents.prompts import PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
 from autocritique.pipeline import rows_to_examples
-from trainers.sft import sft_train
+from trainers.sft import SFTPhase, sft_train
 
-__all__ = ["CriticSFTConfig", "train_tiny_critic", "verdict_examples"]
+__all__ = ["CriticSFTConfig", "train_tiny_critic", "verdict_examples", "drill_tokens"]
 
 
 @dataclass
@@ -26,10 +40,14 @@ class CriticSFTConfig:
     seed: int = 0
     init: str = "actor"  # actor | scratch | checkpoint (continue training ``checkpoint``, e.g. a critic)
     checkpoint: str | None = None
-    verdict_examples: int = 0  # extra examples that end at a verdict, half "correct" and half "wrong" lines
+    verdict_examples: int = 20_000  # drill examples: lines cut before their verdict, half "correct", half "wrong"
+    verdict_line_steps: int = 800  # drill 1: the judged line alone (no problem, no solution): fast, learns to compare
+    verdict_line_learning_rate: float = 1e-3
+    verdict_steps: int = 400  # drill 2: the judged line in its whole critique: own computation, verdict, explanation
+    verdict_learning_rate: float = 5e-4
     number_format: str = "reversed"
     model: TinyModelConfig = field(default_factory=TinyModelConfig)  # shape for init=scratch
-    train_steps: int = 2000
+    train_steps: int = 2000  # whole critiques (0: skip, e.g. to drill a trained critic with init=checkpoint)
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.03
@@ -68,7 +86,10 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
     examples = rows_to_examples(rows, template, render)
     if not examples:
         raise ValueError("the critique dataset is empty; nothing to train the critic on")
-    examples += verdict_examples(rows, template, config.verdict_examples, config.seed)
+    drilled = config.verdict_steps > 0 or config.verdict_line_steps > 0
+    drill = verdict_examples(rows, template, config.verdict_examples, config.seed) if drilled else []
+    if drilled and not drill:
+        raise ValueError("the verdict drill needs critiques with both correct and wrong lines")
     if config.init in ("actor", "checkpoint"):
         start = actor_checkpoint if config.init == "actor" else config.checkpoint
         if start is None:
@@ -79,22 +100,27 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
         tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
         model = build_tiny_model(config.model, tokenizer, seed=config.seed)
     recipe = asdict(config) | {"actor_checkpoint": str(actor_checkpoint) if config.init == "actor" else None}
-    return sft_train(model, tokenizer, examples, config, out_dir, recipe=recipe, log_every=log_every,
+    # the drills sample at random: batched by length, "wrong" lines (one token shorter a verdict) would fill
+    # batches of their own, and the verdict would swing from batch to batch instead of being learned
+    phases = [SFTPhase("critiques", examples, config.train_steps, config.learning_rate),
+              SFTPhase("verdict drill, lines", drill_tokens(drill, tokenizer, config.max_length, line_only=True),
+                       config.verdict_line_steps, config.verdict_line_learning_rate, sampling_strategy="random"),
+              SFTPhase("verdict drill", drill_tokens(drill, tokenizer, config.max_length), config.verdict_steps,
+                       config.verdict_learning_rate, sampling_strategy="random")]
+    return sft_train(model, tokenizer, phases, config, out_dir, recipe=recipe, log_every=log_every,
                      extra={"data": data} if data else None)
 
 
 def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: int, seed: int = 0) -> list[dict[str, str]]:
-    """``n`` stepwise examples that stop at one judged line: the prompt holds the lines before it and the line up
-    to its verdict (``Step 2: 51*3=153 | says 51*3=160 |``), the completion is the verdict (and explanation).
-
-    Half end at a wrong line, half at a correct one. In whole critiques about six lines in seven are correct and
-    the verdict is one token among a hundred, so a critic can fit them by always saying "correct"; these
-    examples make the comparison itself carry the loss.
-    """
+    """``n`` judged lines for the verdict drill, half wrong and half correct, in model text: ``prompt`` (the
+    critique prompt, the lines before, the line's head ``Step 2:``), ``own`` (the critic's computation
+    `` 51*3=153``), ``says`` (`` | says 51*3=160 | =153 =160 |``, which the critic's code reads in),
+    ``verdict`` and ``tail`` (what ends the line after the verdict: the explanation of a wrong line, and the
+    new line)."""
     import random
 
     from critics.critique import Critique
-    from critics.model_critic import model_text
+    from critics.model_critic import SAYS, judged_line, model_text
 
     if n <= 0:
         return []
@@ -107,13 +133,48 @@ def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: in
     if not wrong or not right:
         return []
     rng = random.Random(seed)
+    encode = template.codec.encode
     out = []
     for j in range(n):
         i, k = rng.choice(wrong if j % 2 else right)
         line = lines_of[i][k]
-        cut = line.index("|", line.index("| says") + 2) + 1
+        head, _, rest = line.partition(": ")
+        own, _, rest = rest.partition(SAYS)
+        stated, _, rest = rest.partition(" | ")
+        rest = rest.split(" | ", 1)[-1] if rest.startswith("=") else rest  # past the side-by-side results
         prior = "".join(f"{earlier}\n" for earlier in lines_of[i][:k])
         row = rows[i]
-        out.append({"prompt": template.critique_prompt(row["question"], row["steps"]) + template.codec.encode(prior + line[:cut]),
-                    "completion": template.codec.encode(line[cut:])})
+        to_verdict = judged_line(f"{head}:", own, stated)
+        out.append({"prompt": template.critique_prompt(row["question"], row["steps"]) + encode(f"{prior}{head}:"),
+                    "own": encode(f" {own}"), "says": encode(to_verdict[len(f"{head}: {own}"):]),
+                    "verdict": " " + rest.split(" | ")[0], "tail": f" | {rest.split(' | ', 1)[1]}\n" if " | " in rest else "\n"})
+    return out
+
+
+def drill_tokens(examples: list[dict[str, str]], tokenizer: Any, max_length: int,
+                 line_only: bool = False) -> list[dict[str, list[int]]]:
+    """Verdict-drill lines as token ids with their labels: the loss is on the critic's own computation and the
+    `` |`` that ends it (so the drill does not wear away its arithmetic, nor where it stops), on the verdict and
+    on the rest of the line; never on the solution's computation nor on an end of text. Lines longer than
+    ``max_length`` tokens are left out.
+
+    ``line_only``: the line alone, from its head (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong |``),
+    with the loss on the verdict and the rest of the line only (without the problem the computation cannot be
+    derived). Ten times
+    shorter than the line in its critique, so thousands of steps cost minutes: enough for a tiny model to learn
+    the comparison, which then carries over to whole critiques in a hundred steps there.
+    """
+    out = []
+    for e in examples:
+        prompt = e["prompt"].rsplit("\n", 1)[-1] if line_only else e["prompt"]
+        text = prompt + e["own"] + e["says"] + e["verdict"] + e["tail"]
+        # the computation and the " |" that ends it (where generation stops); none of it without the problem
+        own_end = len(prompt) if line_only else len(prompt) + len(e["own"]) + len(" |")
+        verdict = len(text) - len(e["verdict"]) - len(e["tail"])
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if len(enc["input_ids"]) > max_length:
+            continue
+        labels = [tid if start >= verdict or (start >= len(prompt) and end <= own_end) else -100
+                  for tid, (start, end) in zip(enc["input_ids"], enc["offset_mapping"])]
+        out.append({"input_ids": enc["input_ids"], "labels": labels})
     return out

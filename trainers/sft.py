@@ -23,7 +23,18 @@ from envs.math_env import feedback_summary
 from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
 from storage import atomic_directory
 
-__all__ = ["ActorSFTConfig", "build_actor_examples", "train_tiny_actor", "sft_train"]
+__all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "train_tiny_actor", "sft_train"]
+
+
+@dataclass
+class SFTPhase:
+    """One pass of SFT on one set of examples; a checkpoint can be built by several, one after the other."""
+
+    name: str
+    examples: list[dict[str, Any]]
+    train_steps: int
+    learning_rate: float
+    sampling_strategy: str | None = None  # None: the run's (config.sampling_strategy)
 
 
 @dataclass
@@ -94,60 +105,87 @@ def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int
     return sft_train(model, tokenizer, examples, config, out_dir, recipe=asdict(config), log_every=log_every)
 
 
-def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]], config: Any, out_dir: str | Path,
-              recipe: dict[str, Any], log_every: int = 100, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]] | list[SFTPhase], config: Any,
+              out_dir: str | Path, recipe: dict[str, Any], log_every: int = 100,
+              extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """Prompt/completion SFT with TRL (loss on the completion only); the checkpoint folder appears atomically.
 
-    ``config`` supplies seed, train_steps, batch_size, learning_rate, warmup_ratio, weight_decay, max_length, and
-    optionally sampling_strategy (``group_by_length`` batches examples of similar length: less padding).
+    ``examples`` is one set of examples (trained with ``config.train_steps`` and ``config.learning_rate``) or a
+    list of :class:`SFTPhase` run one after the other, each with its own cosine schedule and the run's seed.
+    ``config`` supplies seed, batch_size, warmup_ratio, weight_decay, max_length, and optionally
+    sampling_strategy (``group_by_length`` batches examples of similar length: less padding).
     ``extra`` goes into ``recipe.json`` beside the recipe (e.g. what the training data was).
     """
     import shutil
 
-    import torch
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from transformers import set_seed
 
+    phases = (examples if examples and isinstance(examples[0], SFTPhase)
+              else [SFTPhase("sft", examples, config.train_steps, config.learning_rate)])
     out_dir = Path(out_dir)
     with atomic_directory(out_dir) as tmp:
-        args = SFTConfig(
-            output_dir=str(tmp / "trainer"),
-            max_steps=config.train_steps,
-            per_device_train_batch_size=config.batch_size,
-            learning_rate=config.learning_rate,
-            lr_scheduler_type="cosine",
-            warmup_steps=max(1, int(config.warmup_ratio * config.train_steps)),
-            weight_decay=config.weight_decay,
-            max_length=config.max_length,
-            logging_steps=log_every,
-            save_strategy="no",
-            report_to="none",
-            use_cpu=not torch.cuda.is_available(),
-            seed=config.seed,
-            data_seed=config.seed,
-            dataloader_num_workers=0,
-            disable_tqdm=True,
-            bf16=False,
-            train_sampling_strategy=getattr(config, "sampling_strategy", "random"),
-        )
-        trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(examples),
-                             processing_class=tokenizer)
-        start = time.perf_counter()
-        result = trainer.train()
-        seconds = time.perf_counter() - start
+        done = []
+        for phase in phases:
+            if phase.train_steps <= 0:
+                continue
+            set_seed(config.seed)
+            done.append(_train_phase(model, tokenizer, phase, config, tmp / "trainer", log_every))
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         shutil.rmtree(tmp / "trainer", ignore_errors=True)
         summary = {
             "recipe": recipe,
-            "examples": len(examples),
-            "train_seconds": round(seconds, 1),
-            "train_loss": round(result.training_loss, 4),
+            "examples": sum(p["examples"] for p in done),
+            "train_seconds": round(sum(p["train_seconds"] for p in done), 1),
+            "train_loss": done[-1]["train_loss"] if done else None,
             "parameters": sum(p.numel() for p in model.parameters()),
             "vocab_size": len(tokenizer),
-            "log": [h for h in trainer.state.log_history if "loss" in h],
+            "log": [{**h, "phase": p["name"]} for p in done for h in p["log"]],
+            "phases": [{k: v for k, v in p.items() if k != "log"} for p in done],
             **(extra or {}),
         }
         (tmp / "recipe.json").write_text(json.dumps(summary, indent=2))
     return summary
+
+
+def _train_phase(model: Any, tokenizer: Any, phase: SFTPhase, config: Any, work_dir: Path,
+                 log_every: int) -> dict[str, Any]:
+    import torch
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    if not phase.examples:
+        raise ValueError(f"SFT phase {phase.name!r} has no examples")
+    args = SFTConfig(
+        output_dir=str(work_dir),
+        max_steps=phase.train_steps,
+        per_device_train_batch_size=config.batch_size,
+        learning_rate=phase.learning_rate,
+        lr_scheduler_type="cosine",
+        warmup_steps=max(1, int(config.warmup_ratio * phase.train_steps)),
+        weight_decay=config.weight_decay,
+        max_length=config.max_length,
+        logging_steps=log_every,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=not torch.cuda.is_available(),
+        seed=config.seed,
+        data_seed=config.seed,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        bf16=False,
+        train_sampling_strategy=phase.sampling_strategy or getattr(config, "sampling_strategy", "random"),
+    )
+    trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(phase.examples),
+                         processing_class=tokenizer)
+    start = time.perf_counter()
+    result = trainer.train()
+    return {
+        "name": phase.name,
+        "examples": len(phase.examples),
+        "train_steps": phase.train_steps,
+        "train_seconds": round(time.perf_counter() - start, 1),
+        "train_loss": round(result.training_loss, 4),
+        "log": [h for h in trainer.state.log_history if "loss" in h],
+    }
