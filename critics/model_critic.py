@@ -16,7 +16,7 @@ ways to generate, one text format each:
   The side-by-side results make the comparison local: in model text (digits least-significant first) each
   digit of one result sits a fixed distance from the same digit of the other, which a tiny model learns to
   compare; two computations of different lengths at different places in the line it did not learn to compare
-  in 600 steps. Judging stops at the first wrong line.
+  in a few hundred drill steps. Judging stops at the first wrong line.
 * ``generation="whole"``: one generation in the one critique format (``critics/critique.py``), for served or
   hub models prompted to write a whole critique.
 

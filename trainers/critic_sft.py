@@ -12,7 +12,7 @@ Training has three phases, one after the other (``CriticSFTConfig``):
    comparing (the earlier shipped critic did exactly that).
 2. **Verdict drill on lines alone**: single judged lines (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 |``),
    half of them wrong, without the problem, the loss on the verdict only. Ten times shorter than whole
-   critiques, so thousands of steps take minutes: enough for a tiny model to learn to compare.
+   critiques, so 800 steps take under 3 minutes on 2 cores: enough for a tiny model to learn to compare.
 3. **Verdict drill in context**: the same lines inside their critiques, the loss on the critic's own
    computation and the verdict, so the comparison carries over to whole critiques and the arithmetic is kept.
 
@@ -161,8 +161,8 @@ def drill_tokens(examples: list[dict[str, str]], tokenizer: Any, max_length: int
     ``line_only``: the line alone, from its head (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong |``),
     with the loss on the verdict and the rest of the line only (without the problem the computation cannot be
     derived). Ten times
-    shorter than the line in its critique, so thousands of steps cost minutes: enough for a tiny model to learn
-    the comparison, which then carries over to whole critiques in a hundred steps there.
+    shorter than the line in its critique, so hundreds of steps cost a few minutes: enough for a tiny model to learn
+    the comparison, which a shorter drill in context then carries over to whole critiques.
     """
     out = []
     for e in examples:
