@@ -92,7 +92,7 @@ def test_train_py_runs_the_default_stages(tmp_path):
     # test-time supervision and self-improvement
     assert (run_dir / "results" / "accuracy_vs_k.png").exists()
     assert set(json.loads((run_dir / "results" / "eval_test_time.json").read_text())["metrics"]["refine"]) == {
-        "none", "self", "model_checks", "oracle"}
+        "none", "self", "model", "oracle"}
     history = json.loads((run_dir / "results" / "self_improve.json").read_text())["metrics"]["history"]
     assert set(history) == {"critique", "rft"} and all(len(h) == 2 for h in history.values())
 

@@ -11,10 +11,11 @@ Training has three phases, one after the other (``CriticSFTConfig``):
    six lines in seven are "correct": a critic fits it by always saying "correct", computing well but never
    comparing (the earlier shipped critic did exactly that).
 2. **Verdict drill on lines alone**: single judged lines (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 |``),
-   half of them wrong, without the problem, the loss on the verdict only. Ten times shorter than whole
-   critiques, so 800 steps take under 3 minutes on 2 cores: enough for a tiny model to learn to compare.
+   half of them wrong, without the problem, the loss on the verdict and the rest of the line. Ten times
+   shorter than whole critiques, so 800 steps take under 3 minutes on 2 cores: enough to learn to compare.
 3. **Verdict drill in context**: the same lines inside their critiques, the loss on the critic's own
-   computation and the verdict, so the comparison carries over to whole critiques and the arithmetic is kept.
+   computation, the verdict and the rest of the line, so the comparison carries over to whole critiques
+   (the arithmetic is only partly kept: see checkpoints/tiny-critic/README.md).
 
 The drills sample at random and never see an end-of-text after a verdict.
 """
@@ -100,8 +101,8 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
         tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
         model = build_tiny_model(config.model, tokenizer, seed=config.seed)
     recipe = asdict(config) | {"actor_checkpoint": str(actor_checkpoint) if config.init == "actor" else None}
-    # the drills sample at random: batched by length, "wrong" lines (one token shorter a verdict) would fill
-    # batches of their own, and the verdict would swing from batch to batch instead of being learned
+    # the drills sample at random: batched by length, lines would be grouped by verdict (a wrong line carries
+    # its explanation), and the verdict would swing from batch to batch instead of being learned
     phases = [SFTPhase("critiques", examples, config.train_steps, config.learning_rate),
               SFTPhase("verdict drill, lines", drill_tokens(drill, tokenizer, config.max_length, line_only=True),
                        config.verdict_line_steps, config.verdict_line_learning_rate, sampling_strategy="random"),
@@ -160,9 +161,8 @@ def drill_tokens(examples: list[dict[str, str]], tokenizer: Any, max_length: int
 
     ``line_only``: the line alone, from its head (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong |``),
     with the loss on the verdict and the rest of the line only (without the problem the computation cannot be
-    derived). Ten times
-    shorter than the line in its critique, so hundreds of steps cost a few minutes: enough for a tiny model to learn
-    the comparison, which a shorter drill in context then carries over to whole critiques.
+    derived). Ten times shorter than the line in its critique, so hundreds of steps cost a few minutes: enough
+    for a tiny model to learn the comparison, which a shorter drill in context then carries over.
     """
     out = []
     for e in examples:
