@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from critics.base import BaseCritic, check_batch
 from critics.critique import Critique, CritiqueParseError, StepJudgement
@@ -37,7 +37,8 @@ from critics.critique import Critique, CritiqueParseError, StepJudgement
 if TYPE_CHECKING:
     from envs.problems import Problem
 
-__all__ = ["ModelCritic", "model_text", "parse_model_text", "parse_whole_critique", "stated_value", "side_by_side", "judged_line"]
+__all__ = ["ModelCritic", "ModelLine", "model_text", "model_lines", "parse_model_text", "parse_whole_critique",
+           "stated_value", "side_by_side", "judged_line"]
 
 SAYS = " | says "
 RESULT_WIDTH = 3  # whole-number results are zero-padded to this many digits when set side by side
@@ -57,6 +58,26 @@ def side_by_side(own: str, stated: str) -> str:
 def judged_line(head: str, own: str, stated: str) -> str:
     """A stepwise line up to its verdict: what the model reads before it judges."""
     return f"{head} {own}{SAYS}{stated} | {side_by_side(own, stated)} |"
+
+
+class ModelLine(NamedTuple):
+    """One judged line of a stepwise critique, in parts: ``head`` (``Step 2:``), the critic's ``own``
+    computation, the solution's ``stated`` one, the verdict and the explanation."""
+
+    head: str
+    own: str
+    stated: str
+    correct: bool
+    feedback: str
+
+    @property
+    def to_verdict(self) -> str:
+        return judged_line(self.head, self.own, self.stated)
+
+    @property
+    def text(self) -> str:
+        line = f"{self.to_verdict} {'correct' if self.correct else 'wrong'}"
+        return f"{line} | {self.feedback}" if self.feedback else line
 
 
 def stated_value(line: str) -> str | None:
@@ -82,6 +103,11 @@ def model_text(critique: Critique, steps: Sequence[str], answer: str | None = No
     The critic's own value of an answer line is the gold ``answer`` when the line is wrong (what the critic
     should have reached), else the stated one.
     """
+    return "\n".join(line.text for line in model_lines(critique, steps, answer))
+
+
+def model_lines(critique: Critique, steps: Sequence[str], answer: str | None = None) -> list[ModelLine]:
+    """The lines of :func:`model_text`, in parts."""
     lines = []
     for j in sorted(critique.steps, key=lambda j: j.index):
         stated = stated_value(steps[j.index - 1]) if 0 < j.index <= len(steps) else None
@@ -91,9 +117,8 @@ def model_text(critique: Critique, steps: Sequence[str], answer: str | None = No
             own = stated if j.correct or answer is None else answer
         else:
             own = j.check or stated
-        line = f"{judged_line(_head(j), own, stated)} {'correct' if j.correct else 'wrong'}"
-        lines.append(f"{line} | {j.feedback}" if j.feedback else line)
-    return "\n".join(lines)
+        lines.append(ModelLine(_head(j), own, stated, j.correct, j.feedback))
+    return lines
 
 
 def _hint(judgement: StepJudgement, stated: str) -> str:

@@ -103,11 +103,13 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
     recipe = asdict(config) | {"actor_checkpoint": str(actor_checkpoint) if config.init == "actor" else None}
     # the drills sample at random: batched by length, lines would be grouped by verdict (a wrong line carries
     # its explanation), and the verdict would swing from batch to batch instead of being learned
+    def drill_phase(name: str, steps: int, learning_rate: float, line_only: bool) -> SFTPhase:
+        tokens = drill_tokens(drill, tokenizer, config.max_length, line_only=line_only) if steps > 0 else []
+        return SFTPhase(name, tokens, steps, learning_rate, sampling_strategy="random")
+
     phases = [SFTPhase("critiques", examples, config.train_steps, config.learning_rate),
-              SFTPhase("verdict drill, lines", drill_tokens(drill, tokenizer, config.max_length, line_only=True),
-                       config.verdict_line_steps, config.verdict_line_learning_rate, sampling_strategy="random"),
-              SFTPhase("verdict drill", drill_tokens(drill, tokenizer, config.max_length), config.verdict_steps,
-                       config.verdict_learning_rate, sampling_strategy="random")]
+              drill_phase("verdict drill, lines", config.verdict_line_steps, config.verdict_line_learning_rate, True),
+              drill_phase("verdict drill", config.verdict_steps, config.verdict_learning_rate, False)]
     return sft_train(model, tokenizer, phases, config, out_dir, recipe=recipe, log_every=log_every,
                      extra={"data": data} if data else None)
 
@@ -121,16 +123,14 @@ def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: in
     import random
 
     from critics.critique import Critique
-    from critics.model_critic import SAYS, judged_line, model_text
+    from critics.model_critic import model_lines
 
     if n <= 0:
         return []
-    lines_of = []
-    for row in rows:
-        text = model_text(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"], row.get("answer"))
-        lines_of.append(text.splitlines())
-    wrong = [(i, len(lines) - 1) for i, lines in enumerate(lines_of) if lines and "| wrong" in lines[-1]]
-    right = [(i, k) for i, lines in enumerate(lines_of) for k, line in enumerate(lines) if "| correct" in line]
+    lines_of = [model_lines(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"], row.get("answer"))
+                for row in rows]
+    wrong = [(i, len(lines) - 1) for i, lines in enumerate(lines_of) if lines and not lines[-1].correct]
+    right = [(i, k) for i, lines in enumerate(lines_of) for k, line in enumerate(lines) if line.correct]
     if not wrong or not right:
         return []
     rng = random.Random(seed)
@@ -139,16 +139,12 @@ def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: in
     for j in range(n):
         i, k = rng.choice(wrong if j % 2 else right)
         line = lines_of[i][k]
-        head, _, rest = line.partition(": ")
-        own, _, rest = rest.partition(SAYS)
-        stated, _, rest = rest.partition(" | ")
-        rest = rest.split(" | ", 1)[-1] if rest.startswith("=") else rest  # past the side-by-side results
-        prior = "".join(f"{earlier}\n" for earlier in lines_of[i][:k])
+        prior = "".join(f"{earlier.text}\n" for earlier in lines_of[i][:k])
         row = rows[i]
-        to_verdict = judged_line(f"{head}:", own, stated)
-        out.append({"prompt": template.critique_prompt(row["question"], row["steps"]) + encode(f"{prior}{head}:"),
-                    "own": encode(f" {own}"), "says": encode(to_verdict[len(f"{head}: {own}"):]),
-                    "verdict": " " + rest.split(" | ")[0], "tail": f" | {rest.split(' | ', 1)[1]}\n" if " | " in rest else "\n"})
+        out.append({"prompt": template.critique_prompt(row["question"], row["steps"]) + encode(f"{prior}{line.head}"),
+                    "own": encode(f" {line.own}"), "says": encode(line.to_verdict[len(f"{line.head} {line.own}"):]),
+                    "verdict": " correct" if line.correct else " wrong",
+                    "tail": f" | {line.feedback}\n" if line.feedback else "\n"})
     return out
 
 
