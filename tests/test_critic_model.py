@@ -200,12 +200,14 @@ def test_critic_training_from_the_actor_and_from_scratch(tmp_path):
         critic = ModelCritic(HFBackend(tmp_path / init, threads=2), TEMPLATE, max_new_tokens=24)
         critiques = critic.critique_batch(PROBLEMS[:2], [p.steps for p in PROBLEMS[:2]])
         assert len(critiques) == 2  # an untrained critic writes nonsense, which must not crash
-    # the verdict drill alone, continuing a trained critic: only the drill phase runs, on its own examples
+    # the verdict drills alone, continuing a trained critic: only the drill phases run, on their own examples
+    # with as many whole critiques mixed in (drill_critique_share=0.5)
     drill = CriticSFTConfig(init="checkpoint", checkpoint=str(tmp_path / "actor"), train_steps=0, verdict_steps=3,
-                            verdict_line_steps=2, verdict_examples=24, batch_size=4, max_length=448)
+                            verdict_line_steps=2, verdict_examples=24, batch_size=4, max_length=448,
+                            drill_critique_share=0.5)
     summary = train_tiny_critic(drill, rows, tmp_path / "drilled", log_every=1)
     assert [(p["name"], p["examples"], p["train_steps"]) for p in summary["phases"]] == [
-        ("verdict drill, lines", 24, 2), ("verdict drill", 24, 3)]
+        ("verdict drill, lines", 48, 2), ("verdict drill", 48, 3)]
     assert {h["phase"] for h in summary["log"]} == {"verdict drill, lines", "verdict drill"}
     assert (tmp_path / "drilled" / "model.safetensors").exists()
     with pytest.raises(ValueError, match="init must be"):
@@ -252,3 +254,27 @@ def test_verdict_drill_lines_are_balanced_and_train_the_computation_and_verdict_
         line = e["prompt"].rsplit("\n", 1)[-1] + e["own"] + e["says"] + e["verdict"] + e["tail"]
         assert tokenizer.decode(t["input_ids"]) == line and line.startswith(("Step ", "Final answer:"))
         assert tokenizer.decode([i for i in t["labels"] if i != -100]) == e["verdict"] + e["tail"]
+
+
+def test_whole_critiques_mixed_into_a_drill_train_the_completion_and_its_end():
+    from transformers import AutoTokenizer
+
+    from autocritique.pipeline import rows_to_examples
+    from trainers.critic_sft import CriticSFTConfig, mixed_critiques
+
+    rows = [{"question": p.question, "steps": list(p.steps), "answer": p.answer,
+             "critique": training_form(OracleCritic().critique(p, p.steps)).render()} for p in PROBLEMS[:6]]
+    examples = rows_to_examples(rows, TEMPLATE)
+    tokenizer = AutoTokenizer.from_pretrained(ROOT / "checkpoints" / "tiny-critic")
+    mixed = mixed_critiques(examples, tokenizer, 448, 4, seed=2)
+    assert len(mixed) == 4 and mixed == mixed_critiques(examples, tokenizer, 448, 4, seed=2)
+    completions = {e["completion"] for e in examples}
+    for t in mixed:
+        assert len(t["input_ids"]) == len(t["labels"])
+        trained = [i for i in t["labels"] if i != -100]
+        assert trained[-1] == tokenizer.eos_token_id and tokenizer.decode(trained[:-1]) in completions
+    assert len(mixed_critiques(examples, tokenizer, 448, 15)) == 15  # more than there are: drawn again
+    assert all(len(t["input_ids"]) == 30 for t in mixed_critiques(examples, tokenizer, 30, 3))  # cut, as TRL cuts
+    assert mixed_critiques(examples, tokenizer, 448, 0) == []
+    with pytest.raises(ValueError, match="drill_critique_share"):
+        CriticSFTConfig(drill_critique_share=1.0)

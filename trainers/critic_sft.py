@@ -31,7 +31,7 @@ from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
 from autocritique.pipeline import rows_to_examples
 from trainers.sft import SFTPhase, sft_train
 
-__all__ = ["CriticSFTConfig", "train_tiny_critic", "verdict_examples", "drill_tokens"]
+__all__ = ["CriticSFTConfig", "train_tiny_critic", "verdict_examples", "drill_tokens", "mixed_critiques"]
 
 
 @dataclass
@@ -46,6 +46,7 @@ class CriticSFTConfig:
     verdict_line_learning_rate: float = 1e-3
     verdict_steps: int = 400  # drill 2: the judged line in its whole critique: own computation, verdict, explanation
     verdict_learning_rate: float = 5e-4
+    drill_critique_share: float = 0.0  # share of each drill's examples that are whole critiques (keeps the arithmetic)
     number_format: str = "reversed"
     model: TinyModelConfig = field(default_factory=TinyModelConfig)  # shape for init=scratch
     train_steps: int = 2000  # whole critiques (0: skip, e.g. to drill a trained critic with init=checkpoint)
@@ -62,6 +63,8 @@ class CriticSFTConfig:
             raise ValueError(f"critic init must be 'actor', 'scratch' or 'checkpoint', got {self.init!r}")
         if self.init == "checkpoint" and not self.checkpoint:
             raise ValueError("critic init=checkpoint needs recipe.checkpoint (the model to continue from)")
+        if not 0.0 <= self.drill_critique_share < 1.0:
+            raise ValueError(f"drill_critique_share must be in [0, 1), got {self.drill_critique_share}")
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CriticSFTConfig:
@@ -105,6 +108,10 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
     # its explanation), and the verdict would swing from batch to batch instead of being learned
     def drill_phase(name: str, steps: int, learning_rate: float, line_only: bool) -> SFTPhase:
         tokens = drill_tokens(drill, tokenizer, config.max_length, line_only=line_only) if steps > 0 else []
+        if tokens and config.drill_critique_share > 0:
+            tokens += mixed_critiques(examples, tokenizer, config.max_length,
+                                      round(len(tokens) * config.drill_critique_share / (1 - config.drill_critique_share)),
+                                      config.seed)
         return SFTPhase(name, tokens, steps, learning_rate, sampling_strategy="random")
 
     phases = [SFTPhase("critiques", examples, config.train_steps, config.learning_rate),
@@ -173,4 +180,26 @@ def drill_tokens(examples: list[dict[str, str]], tokenizer: Any, max_length: int
         labels = [tid if start >= verdict or (start >= len(prompt) and end <= own_end) else -100
                   for tid, (start, end) in zip(enc["input_ids"], enc["offset_mapping"])]
         out.append({"input_ids": enc["input_ids"], "labels": labels})
+    return out
+
+
+def mixed_critiques(examples: list[dict[str, str]], tokenizer: Any, max_length: int, n: int,
+                    seed: int = 0) -> list[dict[str, list[int]]]:
+    """``n`` whole critiques drawn from ``examples`` (with replacement past their number), tokenised as TRL does
+    a prompt/completion pair (the loss on the completion and its end of text, cut at ``max_length``), to mix
+    into a drill: the drill's lines then share the batches with whole critiques, whose every line keeps
+    training the critic's arithmetic."""
+    import random
+
+    if n <= 0 or not examples:
+        return []
+    rng = random.Random(seed)
+    picks = rng.sample(examples, n) if n <= len(examples) else [rng.choice(examples) for _ in range(n)]
+    out = []
+    for e in picks:
+        prompt_ids = tokenizer(e["prompt"], add_special_tokens=False)["input_ids"]
+        ids = tokenizer(e["prompt"] + e["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+        keep = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+        labels = [-100] * keep + ids[keep:]
+        out.append({"input_ids": ids[:max_length], "labels": labels[:max_length]})
     return out
