@@ -63,7 +63,7 @@ def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                               "use critic_training.init=actor")
         recipe = copy_checkpoint(SHIPPED_CRITIC, out)
         print(f"[critic_training] the shipped critic {SHIPPED_CRITIC} (trained {recipe['train_seconds']} s on "
-              f"{recipe['examples']} critiques, loss {recipe['train_loss']})")
+              f"{recipe['examples']} examples, loss {recipe['train_loss']})")
         return {"init": "shipped", "checkpoint": str(out), "train_loss": recipe["train_loss"]}
     if c.init not in ("actor", "scratch", "checkpoint"):
         raise ConfigError(f"critic_training.init must be shipped, actor, scratch or checkpoint, got {c.init!r}")

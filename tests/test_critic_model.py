@@ -278,3 +278,18 @@ def test_whole_critiques_mixed_into_a_drill_train_the_completion_and_its_end():
     assert mixed_critiques(examples, tokenizer, 448, 0) == []
     with pytest.raises(ValueError, match="drill_critique_share"):
         CriticSFTConfig(drill_critique_share=1.0)
+
+
+def test_critic_training_command_records_what_its_data_was(tmp_path):
+    import json
+
+    from autocritique import write_dataset
+    from autocritique.__main__ import main
+
+    rows = [{"question": p.question, "steps": list(p.steps), "answer": p.answer,
+             "critique": training_form(OracleCritic().critique(p, p.steps)).render()} for p in PROBLEMS[:8]]
+    write_dataset(tmp_path / "data", rows, {"rows": len(rows), "config": {"seed": 5}})
+    main(["train", "--data", str(tmp_path / "data" / "critiques.jsonl"), "--out", str(tmp_path / "critic"),
+          "--set", "train_steps=2", "--set", "batch_size=4", "--set", "verdict_line_steps=0", "--set", "verdict_steps=0"])
+    recipe = json.loads((tmp_path / "critic" / "recipe.json").read_text())
+    assert recipe["data"] == {"rows": 8, "config": {"seed": 5}} and recipe["recipe"]["train_steps"] == 2
