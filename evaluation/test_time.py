@@ -122,12 +122,15 @@ def scaling_curves(samples: dict[str, list[Sample]], difficulty: dict[str, int],
 
 def budget_matched(samples: dict[str, list[Sample]], budget_per_problem: float, levels: Sequence[str] | None,
                    difficulty: dict[str, int]) -> dict[str, Any]:
-    """Plain majority voting given the same mean token budget: as many samples as that budget buys (at least 1)."""
+    """Plain majority voting given the same mean token budget: as many samples as that budget buys (at least 1).
+    ``capped``: the budget buys more samples than were drawn, so majority voting got fewer tokens than the method."""
     per_sample = sum(x.tokens for s in samples.values() for x in s) / max(1, sum(len(s) for s in samples.values()))
-    k = max(1, min(min(len(s) for s in samples.values()), round(budget_per_problem / max(per_sample, 1e-9))))
+    bought = max(1, round(budget_per_problem / max(per_sample, 1e-9)))
+    drawn = min(len(s) for s in samples.values())
+    k = min(drawn, bought)
     chosen = [choose("majority", s, k) for pid, s in samples.items()
               if levels is None or str(difficulty[pid]) in levels]
-    return {"k": k, "accuracy": round(sum(chosen) / len(chosen), 4) if chosen else None,
+    return {"k": k, "accuracy": round(sum(chosen) / len(chosen), 4) if chosen else None, "capped": bought > drawn,
             "budget_per_problem": round(budget_per_problem, 1), "tokens_per_sample": round(per_sample, 1)}
 
 

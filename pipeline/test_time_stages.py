@@ -1,7 +1,8 @@
 """The test-time supervision stage: critique -> refine rounds and parallel scaling, for each critic side by side.
 
 1. Greedy actor, each critic, up to ``max_rounds`` refinements (one rollout per critic holds every round).
-2. ``k_max`` samples per problem at ``temperature`` drawn once (one rollout, no critic).
+2. ``k_max`` samples per problem at ``temperature`` drawn once (one rollout, no critic), and more, up to
+   ``budget_k_max``, for plain majority voting given the tokens a critic method spends.
 3. Each critic reviews those same samples and refines the flagged ones (a :class:`PresampledActor` replays the
    samples as first actions). From that one rollout: majority voting, critic-filtered majority, best-of-k and
    pass@k over the drawn samples, and refine-then-vote (sequential + parallel), with every generated token
@@ -92,12 +93,15 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         metrics["refine"][name] = refinement_summary(records, rounds)
         tracker.table(f"episodes/greedy/{name}", EPISODE_COLUMNS, episode_rows(records[: int(t.table_episodes)]))
 
-    # 2. k_max samples per problem, drawn once
-    copies = replicate(problems, k_max)
-    drawn = rollout(copies, sampler, NullCritic(), EnvConfig(**{**base_env, "max_refinements": 0}),
-                    batch_size=batch, seed=int(cfg.seed))
+    # 2. samples per problem, drawn once: the first k_max for every method, and more for plain majority voting
+    # to be given as many tokens as a critic method spends (the critic's tokens count too)
+    budget_k = max(k_max, int(t.budget_k_max))
+    drawn = rollout(replicate(problems, budget_k), sampler, NullCritic(),
+                    EnvConfig(**{**base_env, "max_refinements": 0}), batch_size=batch, seed=int(cfg.seed))
     first = {r.problem.id: r for r in drawn}
     plain = samples_of(drawn, k_max)
+    plain_budget = samples_of(drawn, budget_k)
+    copies = replicate(problems, k_max)  # the same ids as the first k_max drawn samples
     metrics["scaling"]["no critic"] = scaling_curves(plain, difficulty, ks, ["majority", "pass@k"])
 
     # 3. each critic on the same samples: select, and refine then vote
@@ -118,7 +122,7 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 spent = curves[method][f"k={k}"]["mean_tokens"]
                 metrics["budget"][name][f"{method}@k={k}"] = {
                     "accuracy_hard": _hard_accuracy(method, samples, k, hard, difficulty),
-                    "majority_same_tokens_hard": budget_matched(plain, spent, hard or None, difficulty),
+                    "majority_same_tokens_hard": budget_matched(plain_budget, spent, hard or None, difficulty),
                     "tokens": spent,
                 }
         tracker.table(f"episodes/sampled/{name}", EPISODE_COLUMNS, episode_rows(records[: int(t.table_episodes)]))
@@ -182,7 +186,7 @@ def _tables(metrics: dict, critics: dict, ks: list[int], rounds: int, hard: list
         for key, e in entries.items():
             b = e["majority_same_tokens_hard"]
             budget.append(f"| {CRITIC_LABELS[critic]} | {key} | {e['accuracy_hard']:.3f} | {e['tokens']:.0f} | "
-                          f"{b['accuracy']:.3f} (k={b['k']}) |")
+                          f"{b['accuracy']:.3f} (k={b['k']}{', all drawn' if b['capped'] else ''}) |")
     return {"refine": refine_md, "fix_break": "**Fixes and breaks per refinement round**\n\n" + "\n".join(fix_lines),
             "scaling": "\n".join(scale), "budget": "\n".join(budget)}
 

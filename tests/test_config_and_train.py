@@ -57,6 +57,7 @@ SMALL = [  # every default stage, on small sizes
     "autocritique.reference_problems=8",
     "eval_critic.problems_per_level=3",
     "test_time.problems_per_level=2", "test_time.levels=[2,6]", "test_time.hard_levels=[6]", "test_time.k_max=2",
+    "test_time.budget_k_max=3",
     "test_time.ks=[1,2]", "test_time.max_rounds=1",
     "self_improve.iterations=1", "self_improve.problems_per_iteration=8", "self_improve.samples_per_problem=2",
     "self_improve.sft_steps=2", "self_improve.batch_size=4", "self_improve.eval_problems_per_level=1",

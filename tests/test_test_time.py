@@ -75,7 +75,10 @@ def test_samples_from_replicated_problems_and_curves():
     assert curves["best_of_k"]["k=3"]["overall"] == 0.5  # problem 0 picks sample 2 (right); problem 1 picks sample 1
     assert curves["majority"]["k=3"]["mean_tokens"] == 30
     matched = budget_matched(samples, 20, None, difficulty)
-    assert matched["k"] == 2 and matched["tokens_per_sample"] == 10
+    assert matched["k"] == 2 and matched["tokens_per_sample"] == 10 and not matched["capped"]
+    # a budget of 5 samples when 3 were drawn: all 3 are voted, and the result says majority got fewer tokens
+    matched = budget_matched(samples, 50, None, difficulty)
+    assert matched["k"] == 3 and matched["capped"]
 
 
 def test_presampled_actor_replays_first_then_delegates():
@@ -115,7 +118,8 @@ def test_wandb_offline_run_holds_the_episode_table(tmp_path):
 def test_eval_test_time_stage_writes_tables_plots_and_wandb(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), f"run_dir={tmp_path}", "stages=[warmup,eval_test_time]",
            "test_time.critics=[none,oracle]", "test_time.problems_per_level=2", "test_time.levels=[2,5]",
-           "test_time.hard_levels=[5]", "test_time.k_max=2", "test_time.ks=[1,2]", "test_time.max_rounds=1"]
+           "test_time.hard_levels=[5]", "test_time.k_max=2", "test_time.budget_k_max=3", "test_time.ks=[1,2]",
+           "test_time.max_rounds=1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads((tmp_path / "results" / "eval_test_time.json").read_text())
