@@ -111,6 +111,7 @@ CRITIC_COLUMNS = [
     ("injected", "balanced_accuracy", "injected: bal. acc."),
     ("injected", "location_accuracy", "injected: located"),
     ("greedy", "recall_wrong", "greedy mistakes caught"),
+    ("greedy", "location_accuracy", "greedy: located"),
     ("greedy", "recall_right", "greedy right passed"),
 ]
 
