@@ -11,8 +11,9 @@ Training has three phases, one after the other (``CriticSFTConfig``):
    six lines in seven are "correct": a critic fits it by always saying "correct", computing well but never
    comparing (the earlier shipped critic did exactly that).
 2. **Verdict drill on lines alone**: single judged lines (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 |``),
-   half of them wrong, without the problem, the loss on the verdict and the rest of the line. Ten times
-   shorter than whole critiques, so 800 steps take under 3 minutes on 2 cores: enough to learn to compare.
+   half of them wrong, without the problem, the loss on the verdict and the rest of the line. Without the
+   problem around them, a tiny model learns the comparison within a few hundred steps; inside whole
+   critiques it learns it far more slowly.
 3. **Verdict drill in context**: the same lines inside their critiques, the loss on the critic's own
    computation, the verdict and the rest of the line, so the comparison carries over to whole critiques.
 
