@@ -51,16 +51,15 @@ def build(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    from autocritique import read_dataset
+    from autocritique import dataset_provenance, read_dataset
     from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
 
     config = CriticSFTConfig.from_dict(_overrides(args.set))
     rows = [row for path in args.data for row in read_dataset(path)]
-    # what the data was, as the critic_training stage records it: each file's stats.json, when it has one
-    stats = [json.loads(s.read_text()) for s in (Path(path).parent / "stats.json" for path in args.data) if s.exists()]
-    data = [{"rows": s["rows"], "config": s["config"]} for s in stats] if len(stats) == len(args.data) else None
-    summary = train_tiny_critic(config, rows, args.out, actor_checkpoint=args.actor,
-                                data=data[0] if data and len(data) == 1 else data)
+    # what the data was, as the critic_training stage records it (when every file has its stats)
+    data = [dataset_provenance(path) for path in args.data]
+    data = None if None in data else data[0] if len(data) == 1 else data
+    summary = train_tiny_critic(config, rows, args.out, actor_checkpoint=args.actor, data=data)
     print(json.dumps({k: v for k, v in summary.items() if k != "log"}, indent=1))
 
 

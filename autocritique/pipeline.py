@@ -167,6 +167,18 @@ def write_dataset(out_dir: str | Path, rows: Sequence[dict[str, Any]], stats: di
     return path
 
 
+def dataset_provenance(path: str | Path) -> dict[str, Any] | None:
+    """What a critiques.jsonl was built from (its ``stats.json``: rows and config), for a critic's
+    ``recipe.json``; None when the file has no stats beside it."""
+    import json
+
+    stats = Path(path).parent / "stats.json"
+    if not stats.exists():
+        return None
+    s = json.loads(stats.read_text())
+    return {"rows": s["rows"], "config": s["config"]}
+
+
 def read_dataset(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a critique dataset; a malformed row is an error naming the file and line."""
     import json

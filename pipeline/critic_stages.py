@@ -51,8 +51,7 @@ def critique_data(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
 def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """The critique model: the shipped tiny critic, or one trained on this run's critique data."""
-    from autocritique import read_dataset
-    from storage import read_json
+    from autocritique import dataset_provenance, read_dataset
     from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
 
     c = cfg.critic_training
@@ -68,17 +67,18 @@ def critic_training(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     if c.init not in ("actor", "scratch", "checkpoint"):
         raise ConfigError(f"critic_training.init must be shipped, actor, scratch or checkpoint, got {c.init!r}")
     data = run_dir / "critique_data" / "critiques.jsonl"
-    if not data.exists():
-        raise ConfigError(f"no critique data at {data}: run the critique_data stage first")
+    provenance = dataset_provenance(data) if data.exists() else None
+    if provenance is None:
+        raise ConfigError(f"no critique data (critiques.jsonl and stats.json) at {data.parent}: "
+                          "run the critique_data stage first")
     try:
         recipe = CriticSFTConfig.from_dict({**OmegaConf.to_container(c.recipe, resolve=True), "init": c.init})
     except ValueError as err:
         raise ConfigError(str(err)) from err
     rows = read_dataset(data)
     print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
-    stats = read_json(data.parent / "stats.json")
     summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=actor_checkpoint(cfg),
-                                data={"rows": stats["rows"], "config": stats["config"]})
+                                data=provenance)
     return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
             "train_loss": summary["train_loss"], "examples": summary["examples"]}
 

@@ -194,6 +194,8 @@ def mixed_critiques(examples: list[dict[str, str]], tokenizer: Any, max_length: 
     training the critic's arithmetic."""
     import random
 
+    from trl.data_utils import common_prefix_length
+
     if n <= 0 or not examples:
         return []
     rng = random.Random(seed)
@@ -202,7 +204,7 @@ def mixed_critiques(examples: list[dict[str, str]], tokenizer: Any, max_length: 
     for e in picks:
         prompt_ids = tokenizer(e["prompt"], add_special_tokens=False)["input_ids"]
         ids = tokenizer(e["prompt"] + e["completion"], add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
-        keep = next((i for i, (a, b) in enumerate(zip(prompt_ids, ids)) if a != b), len(prompt_ids))
+        keep = common_prefix_length(prompt_ids, ids)
         labels = [-100] * keep + ids[keep:]
         out.append({"input_ids": ids[:max_length], "labels": labels[:max_length]})
     return out
