@@ -20,6 +20,14 @@ ways to generate, one text format each:
 * ``generation="whole"``: one generation in the one critique format (``critics/critique.py``), for served or
   hub models prompted to write a whole critique.
 
+``verdicts`` says who decides a line is wrong: ``"model"``, the model's own verdict; ``"checks"``, its computation
+compared with the solution's in code (a diagnostic); ``"likelihood"``, the model first scores the solution's line
+as a continuation of its own critique (``backend.score``, one forward pass, nothing generated) and accepts it
+when it would itself have written that computation with probability at least ``accept_probability``; only the
+lines it doubts get its own computation and verdict. On long problems a tiny critic re-deriving a right step
+often picks another operand (its own computation is a guess among several it finds likely), and a verdict on
+that guess flags right steps; asking how likely the stated step is asks the easier question.
+
 Output that is not a critique is never a crash: the critique abstains (finds nothing, so the environment does
 not refine), the raw text is kept in ``extras["unparsed"]`` and ``parse_failures`` counts it.
 """
@@ -40,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = ["ModelCritic", "ModelLine", "model_text", "model_lines", "parse_model_text", "parse_whole_critique",
            "stated_value", "side_by_side", "judged_line"]
 
+VERDICTS = ("model", "checks", "likelihood")
 SAYS = " | says "
 RESULT_WIDTH = 3  # whole-number results are zero-padded to this many digits when set side by side
 _LINE_RE = re.compile(r"^(?:step\s+(\d+)|(final\s+answer))\s*:\s*(.*?)\s*\|\s*says\s+(.*?)\s*\|"
@@ -175,7 +184,8 @@ class _Review:
     prompt: str          # model text so far: the critique prompt and the finished judgement lines
     line: int = 0        # 0-based index of the next line to judge
     text: str = ""       # canonical judgement lines so far
-    tokens: int = 0
+    tokens: int = 0      # generated
+    scored: int = 0      # lines accepted by their likelihood (scored, nothing generated)
     done: bool = False
     failure: str = ""
 
@@ -194,16 +204,22 @@ class ModelCritic(BaseCritic):
 
     ``verdicts="checks"`` skips the model's verdict and compares its own computation with the solution's in
     code: a diagnostic that separates how well the model derives a step from how well it compares.
+    ``verdicts="likelihood"`` accepts a line the model finds likely enough (see the module docstring).
     """
 
     name = "model"
 
     def __init__(self, backend: Any, template: Any, max_new_tokens: int = 64, verdicts: str = "model",
-                 generation: str = "stepwise"):
+                 generation: str = "stepwise", accept_probability: float = 0.05):
         from agents.backends.base import SamplingParams
 
-        if verdicts not in ("model", "checks"):
-            raise ValueError(f"verdicts must be 'model' or 'checks', got {verdicts!r}")
+        if verdicts not in VERDICTS:
+            raise ValueError(f"verdicts must be one of {', '.join(VERDICTS)}, got {verdicts!r}")
+        if not 0 < accept_probability <= 1:
+            raise ValueError(f"accept_probability must be in (0, 1], got {accept_probability}")
+        if verdicts == "likelihood" and generation != "stepwise":
+            raise ValueError("verdicts='likelihood' scores the lines one by one: it needs generation='stepwise'")
+        self.accept_probability = accept_probability
         if generation not in ("stepwise", "whole"):
             raise ValueError(f"generation must be 'stepwise' or 'whole', got {generation!r}")
         self.verdicts, self.generation = verdicts, generation
@@ -241,6 +257,10 @@ class ModelCritic(BaseCritic):
         """One line of every active review: the model's own computation, then (unless ``checks``) its verdict."""
         encode, decode = self.template.codec.encode, self.template.decode
         heads = ["Final answer:" if _is_answer(r.steps[r.line]) else f"Step {index}:" for r, (index, _) in active]
+        if self.verdicts == "likelihood":
+            active, heads = self._accept_likely(active, heads)
+            if not active:
+                return
         owns = self.backend.generate([r.prompt + encode(h) for (r, _), h in zip(active, heads)], self._own)
         pending = []
         for (r, (_, stated)), head, out in zip(active, heads, owns):
@@ -258,6 +278,25 @@ class ModelCritic(BaseCritic):
         for (r, line), out in zip(pending, verdicts):
             r.tokens += out[0].num_tokens
             self._advance(r, line + decode(out[0].text).rstrip("\n"))
+
+    def _accept_likely(self, active: list[tuple[_Review, tuple[int, str]]], heads: list[str]) -> tuple[list, list]:
+        """Accept the lines whose stated computation the model would write itself with probability at least
+        ``accept_probability`` (as its own computation, up to the ``|`` that ends it); return the others."""
+        import math
+
+        encode = self.template.codec.encode
+        scores = self.backend.score([r.prompt + encode(h) for (r, _), h in zip(active, heads)],
+                                    [encode(f" {stated} |") for _, (_, stated) in active])
+        bound = math.log(self.accept_probability)
+        doubted, doubted_heads = [], []
+        for (r, (index, stated)), head, score in zip(active, heads, scores):
+            if score >= bound:
+                r.scored += 1
+                self._advance(r, f"{judged_line(head, stated, stated)} correct")
+            else:
+                doubted.append((r, (index, stated)))
+                doubted_heads.append(head)
+        return doubted, doubted_heads
 
     def _advance(self, review: _Review, line: str) -> None:
         review.text += line + "\n"
@@ -280,6 +319,8 @@ class ModelCritic(BaseCritic):
             self.parse_failures += 1
             critique = Critique(abstained=True, extras={"unparsed": review.text, "error": str(err)})
         critique.extras["tokens"] = review.tokens
+        if self.verdicts == "likelihood":
+            critique.extras["accepted_by_likelihood"] = review.scored
         return critique
 
     def _whole(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:

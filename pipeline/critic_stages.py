@@ -7,9 +7,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.checkpoints import SHIPPED_CRITIC, actor_checkpoint, copy_checkpoint, critic_checkpoint
+from pipeline.checkpoints import SHIPPED_CRITIC, actor_checkpoint, copy_checkpoint
 from pipeline.config import ConfigError
-from pipeline.factory import make_actor, make_critic
+from pipeline.factory import make_actor, make_critic, trained_critic_config
+
+TRAINED_CRITIC_LABELS = {"model": "trained critic", "model_checks": "trained critic's computations, compared in code",
+                         "model_likelihood": "trained critic, likelihood-gated"}
 
 __all__ = ["critique_data", "critic_training", "eval_critic"]
 
@@ -104,18 +107,8 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                   samples_per_problem=int(e.samples_per_problem))
     critics: dict[str, Any] = {}
     for name in e.critics:
-        if name == "model":
-            path = critic_checkpoint(cfg)
-            if path is None:
-                raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
-            critics["trained critic"] = _model_critic(cfg, path)
-        elif name == "model_checks":
-            path = critic_checkpoint(cfg)
-            if path is None:
-                raise ConfigError("eval_critic: no critique model; run critic_training or set critic.model")
-            model = critics.get("trained critic") or _model_critic(cfg, path)
-            critics["trained critic's computations, compared in code"] = ModelCritic(
-                model.backend, model.template, model.sampling.max_new_tokens, verdicts="checks")
+        if name in TRAINED_CRITIC_LABELS:
+            critics[TRAINED_CRITIC_LABELS[name]] = make_critic(trained_critic_config(cfg, name))
         elif name == "self":
             critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
         elif name == "self_reflection":
@@ -128,10 +121,10 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         elif name == "random":
             critics["random step"] = RandomStepCritic(seed=int(cfg.seed))
         else:
-            raise ConfigError(f"unknown eval_critic critic {name!r}; valid: model, model_checks, self, "
-                              "self_reflection, oracle, always_correct, random")
+            raise ConfigError(f"unknown eval_critic critic {name!r}; valid: {', '.join(TRAINED_CRITIC_LABELS)}, "
+                              "self, self_reflection, oracle, always_correct, random")
     for label, path in (e.get("extra_models") or {}).items():
-        critics[str(label)] = _model_critic(cfg, str(path))
+        critics[str(label)] = make_critic(trained_critic_config(cfg, "model", str(path)))
     scores: dict[str, dict[str, Any]] = {}
     by_level: dict[str, dict[str, Any]] = {}
     for label, critic in critics.items():
@@ -150,12 +143,6 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                                                        "sets": sizes},
                   {"scores": scores, "natural_by_level": by_level}, {"critics": md})
     return {"sets": sizes, "scores": {k: {s: v[s]["balanced_accuracy"] for s in sets} for k, v in scores.items()}}
-
-
-def _model_critic(cfg: DictConfig, path: str, **overrides: Any):
-    critic_cfg = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
-    critic_cfg.update(model=path, **overrides)
-    return make_critic(critic_cfg)
 
 
 def _by_level(critiques: list, solutions: list) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from critics import Critic, NullCritic, OracleCritic
 from envs import EnvConfig, MathReasoningEnv, ProblemSource, SyntheticArithmetic, load_gsm8k, load_math
 from pipeline.config import ConfigError
 
-__all__ = ["make_problem_source", "make_critic", "make_env", "make_actor", "PROBLEM_SOURCES", "CRITICS"]
+__all__ = ["make_problem_source", "make_critic", "make_env", "make_actor", "trained_critic_config", "PROBLEM_SOURCES",
+           "CRITICS", "TRAINED_CRITIC_VERDICTS"]
 
 
 def _plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
 def _model_critic(actor: Any = None, model: str | None = None, backend: str = "hf", number_format: str = "reversed",
                   max_new_tokens: int = 64, batch_size: int = 64, threads: int = 2,
                   base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
-                  verdicts: str = "model", generation: str = "stepwise") -> Critic:
+                  verdicts: str = "model", generation: str = "stepwise", accept_probability: float = 0.05) -> Critic:
     from agents.backends import make_backend
     from agents.prompts import PromptTemplate
     from critics.model_critic import ModelCritic
@@ -60,7 +61,7 @@ def _model_critic(actor: Any = None, model: str | None = None, backend: str = "h
     else:
         raise ConfigError(f"unknown critic.backend {backend!r}; valid: hf, openai")
     return ModelCritic(lm, PromptTemplate(number_format=number_format), max_new_tokens=int(max_new_tokens),
-                       verdicts=verdicts, generation=generation)
+                       verdicts=verdicts, generation=generation, accept_probability=float(accept_probability))
 
 
 # every builder takes the actor (``None`` when the stage has none) and the critic's config keys
@@ -70,6 +71,27 @@ CRITICS: dict[str, Callable[..., Critic]] = {
     "self": _self_check,
     "model": _model_critic,
 }
+
+
+# the run's critique model, by who decides a line is wrong (critics/model_critic.py); None: as critic.verdicts says
+TRAINED_CRITIC_VERDICTS = {"model": None, "model_checks": "checks", "model_likelihood": "likelihood"}
+
+
+def trained_critic_config(cfg: DictConfig, variant: str = "model", path: str | None = None) -> dict[str, Any]:
+    """``make_critic`` settings for the run's critique model: the ``critic.*`` settings when ``critic=model``,
+    the checkpoint ``path`` (default: the run's), and the variant's verdicts."""
+    from pipeline.checkpoints import critic_checkpoint
+
+    if variant not in TRAINED_CRITIC_VERDICTS:
+        raise ConfigError(f"unknown trained-critic variant {variant!r}; valid: {', '.join(TRAINED_CRITIC_VERDICTS)}")
+    path = path or critic_checkpoint(cfg)
+    if path is None:
+        raise ConfigError(f"critic {variant!r} needs a critique model: run the critic_training stage or set critic.model")
+    settings = _plain(cfg.critic) if cfg.critic.name == "model" else {"name": "model"}
+    settings["model"] = str(path)
+    if TRAINED_CRITIC_VERDICTS[variant]:
+        settings["verdicts"] = TRAINED_CRITIC_VERDICTS[variant]
+    return settings
 
 
 def _lookup(kind: str, registry: dict[str, Callable], cfg: DictConfig | dict) -> tuple[str, Callable, dict]:

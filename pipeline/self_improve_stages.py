@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.checkpoints import actor_checkpoint, critic_checkpoint
 from pipeline.config import ConfigError
-from pipeline.factory import make_actor
+from pipeline.factory import TRAINED_CRITIC_VERDICTS, make_actor, trained_critic_config
 
 __all__ = ["self_improve", "ALGORITHMS"]
 
@@ -20,11 +20,9 @@ ALGORITHMS = ("critique", "rft", "grpo", "grpo_critic")
 def _critic_configs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
     configs: dict[str, dict[str, Any]] = {"none": {"name": "none"}, "oracle": {"name": "oracle"},
                                           "self": {"name": "self"}}
-    path = critic_checkpoint(cfg)
-    if path is not None:
-        settings = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
-        configs["model"] = {**settings, "model": path, "threads": int(cfg.ray.threads_per_worker)}
-        configs["model_checks"] = {**configs["model"], "verdicts": "checks"}
+    if critic_checkpoint(cfg) is not None:
+        for variant in TRAINED_CRITIC_VERDICTS:
+            configs[variant] = {**trained_critic_config(cfg, variant), "threads": int(cfg.ray.threads_per_worker)}
     return configs
 
 

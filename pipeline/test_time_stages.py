@@ -16,25 +16,21 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.checkpoints import actor_checkpoint, critic_checkpoint
+from pipeline.checkpoints import actor_checkpoint
 from pipeline.config import ConfigError
-from pipeline.factory import make_actor, make_critic
+from pipeline.factory import TRAINED_CRITIC_VERDICTS, make_actor, make_critic, trained_critic_config
 
 __all__ = ["eval_test_time", "build_named_critic"]
 
 CRITIC_LABELS = {"none": "no critic", "self": "self-check", "model": "trained critic",
-                 "model_checks": "trained critic, compared in code", "oracle": "oracle"}
+                 "model_checks": "trained critic, compared in code",
+                 "model_likelihood": "trained critic, likelihood-gated", "oracle": "oracle"}
 
 
 def build_named_critic(name: str, cfg: DictConfig, actor: Any) -> Any:
     """A critic by short name, with the run's actor and critique model."""
-    if name in ("model", "model_checks"):
-        path = critic_checkpoint(cfg)
-        if path is None:
-            raise ConfigError(f"test_time: critic {name!r} needs a critique model (critic_training stage or critic.model)")
-        settings = OmegaConf.to_container(cfg.critic, resolve=True) if cfg.critic.name == "model" else {"name": "model"}
-        return make_critic({**settings, "model": path, "verdicts": "checks" if name == "model_checks" else
-                            settings.get("verdicts", "model")})
+    if name in TRAINED_CRITIC_VERDICTS:
+        return make_critic(trained_critic_config(cfg, name))
     if name in ("none", "self", "oracle"):
         return make_critic({"name": name}, actor=actor)
     raise ConfigError(f"unknown test_time critic {name!r}; valid: {', '.join(CRITIC_LABELS)}")

@@ -88,6 +88,22 @@ def test_hf_backend_batches_samples_and_logprobs(random_backend):
     assert all(g[0].text.count("\n") <= 1 for g in greedy)
 
 
+def test_hf_score_is_the_log_probability_greedy_generation_reports(random_backend):
+    prompts = [TEMPLATE.prompt(p.question) for p in PROBLEMS[:4]]
+    out = random_backend.generate(prompts, SamplingParams(max_new_tokens=10, logprobs=True))
+    texts = [row[0].text for row in out]
+    scores = random_backend.score(prompts, texts)
+    assert scores == pytest.approx([sum(row[0].logprobs) for row in out], abs=1e-3)
+    small_batches = HFBackend(random_backend.model, random_backend.tokenizer, batch_size=3)  # 3 + 1, left-padded
+    assert small_batches.score(prompts, texts) == pytest.approx(scores, abs=1e-3)
+    ids = random_backend.score([random_backend.encode(prompts[0])], [texts[0]])  # a prompt given as token ids
+    assert ids[0] == pytest.approx(scores[0], abs=1e-3) and ids[0] < 0
+    with pytest.raises(ValueError, match="continuation 0 is empty"):
+        random_backend.score(prompts[:1], [""])
+    with pytest.raises(ValueError, match="1 prompts but 2 continuations"):
+        random_backend.score(prompts[:1], ["a", "b"])
+
+
 def test_garbage_completions_never_crash_the_loop(random_backend):
     actor = Actor(random_backend, TEMPLATE, SamplingParams(max_new_tokens=24, temperature=1.0, seed=0))
     records = rollout(list(PROBLEMS[:12]), actor, OracleCritic(), EnvConfig(max_refinements=2), batch_size=5)

@@ -91,3 +91,39 @@ def test_retries_with_backoff_on_overload():
         server.shutdown()
     assert len(calls) == 3 and calls[-1]["prompt"] == "Problem: 1+1" and calls[-1]["max_tokens"] == 20
     assert out[0][0].text == "Step 1: 1+1=2\n"  # cut after the stop string
+
+
+def test_openai_score_sums_the_echoed_log_probabilities_of_the_continuation():
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    calls = []
+
+    class Echo(BaseHTTPRequestHandler):  # echoes the prompt one character per token, each with log-prob -0.5
+        def do_POST(self):  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            calls.append(body)
+            text = body["prompt"] + "X"  # and one generated token, which is not part of the score
+            logprobs = {"tokens": list(text), "text_offset": list(range(len(text))),
+                        "token_logprobs": [None] + [-0.5] * (len(text) - 1)}
+            payload = json.dumps({"choices": [{"text": text, "logprobs": logprobs, "finish_reason": "length"}]})
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(payload.encode())
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", model="m", backoff=0.01)
+        scores = backend.score(["Problem: 1+1\nStep 1:", "Q"], [" 1+1=2 |", "ab"])
+    finally:
+        server.shutdown()
+    assert scores == pytest.approx([-0.5 * 8, -1.0])
+    assert calls[0]["echo"] is True and calls[0]["prompt"] == "Problem: 1+1\nStep 1: 1+1=2 |"
+    with pytest.raises(BackendError, match="completions endpoint"):
+        OpenAIBackend("http://127.0.0.1:9/v1", model="m", chat=True).score(["a"], ["b"])

@@ -1,3 +1,4 @@
+import math
 import random
 from pathlib import Path
 
@@ -293,3 +294,43 @@ def test_critic_training_command_records_what_its_data_was(tmp_path):
           "--set", "train_steps=2", "--set", "batch_size=4", "--set", "verdict_line_steps=0", "--set", "verdict_steps=0"])
     recipe = json.loads((tmp_path / "critic" / "recipe.json").read_text())
     assert recipe["data"] == {"rows": 8, "config": {"seed": 5}} and recipe["recipe"]["train_steps"] == 2
+
+
+class ScoredOracleText(OracleTextBackend):
+    """The oracle-text critic with a ``score``: every line is likely except the continuations in ``doubted``."""
+
+    def __init__(self, problems, doubted=()):
+        super().__init__(problems)
+        self.doubted, self.generated, self.scored = set(doubted), 0, []
+
+    def generate(self, prompts, sampling):
+        self.generated += len(prompts)
+        return super().generate(prompts, sampling)
+
+    def score(self, prompts, continuations):
+        self.scored += [TEMPLATE.decode(c) for c in continuations]
+        return [math.log(0.001) if TEMPLATE.decode(c).strip(" |") in self.doubted else math.log(0.5)
+                for c in continuations]
+
+
+def test_likelihood_verdicts_judge_only_the_lines_the_model_doubts():
+    p = next(q for q in PROBLEMS if q.difficulty >= 3)
+    bad = corrupt_solution(p, 2, "calculation", random.Random(7))
+    wrong_line = bad.steps[1].split(": ", 1)[1]
+    backend = ScoredOracleText([p], doubted={wrong_line})
+    critic = ModelCritic(backend, TEMPLATE, verdicts="likelihood", accept_probability=0.1)
+    critique = critic.critique(p, bad.steps)
+    # step 1 passed on its likelihood, step 2 was doubted, re-derived and judged wrong; nothing after it is read
+    assert critique.first_error_step == 2 and critique.hint == OracleCritic().critique(p, bad.steps).hint
+    assert backend.scored == [f" {bad.steps[0].split(': ', 1)[1]} |", f" {wrong_line} |"]
+    assert backend.generated == 2 and critique.extras["accepted_by_likelihood"] == 1
+    # a scorer that finds every line likely passes the flawed solution without generating anything
+    trusting = ScoredOracleText([p])
+    assert ModelCritic(trusting, TEMPLATE, verdicts="likelihood").critique(p, bad.steps).is_correct
+    assert trusting.generated == 0
+    with pytest.raises(ValueError, match="accept_probability"):
+        ModelCritic(trusting, TEMPLATE, verdicts="likelihood", accept_probability=0)
+    with pytest.raises(ValueError, match="needs generation='stepwise'"):
+        ModelCritic(trusting, TEMPLATE, verdicts="likelihood", generation="whole")
+    with pytest.raises(ValueError, match="verdicts must be one of"):
+        ModelCritic(trusting, TEMPLATE, verdicts="maybe")

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SamplingParams", "Completion", "LMBackend", "Prompt", "truncate_at_stop"]
+__all__ = ["SamplingParams", "Completion", "LMBackend", "Prompt", "check_score_inputs", "truncate_at_stop"]
 
 Prompt = str | Sequence[int]  # text, or token ids (exact: what a trainer later trains on)
 
@@ -55,15 +55,27 @@ class Completion:
 
 @runtime_checkable
 class LMBackend(Protocol):
-    """Batched generation: ``generate(prompts, sampling)[i]`` holds ``sampling.n`` completions of prompt ``i``."""
+    """Batched generation: ``generate(prompts, sampling)[i]`` holds ``sampling.n`` completions of prompt ``i``;
+    ``score(prompts, continuations)[i]`` is the log-probability of continuation ``i`` (text) after prompt ``i``
+    (the sum over its tokens), what a critic needs to ask how likely it finds a step someone else wrote."""
 
     name: str
     tokenizer: Any  # a transformers tokenizer, or None for a backend that only speaks text
 
     def generate(self, prompts: Sequence[Prompt], sampling: SamplingParams) -> list[list[Completion]]: ...
 
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]: ...
+
 
 def truncate_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
     """Cut ``text`` just after the first stop string (the stop string is kept, as a step's newline is)."""
     cut = min((text.find(s) + len(s) for s in stop if s and s in text), default=None)
     return (text, False) if cut is None else (text[:cut], True)
+
+
+def check_score_inputs(prompts: Sequence[Prompt], continuations: Sequence[str]) -> None:
+    if len(prompts) != len(continuations):
+        raise ValueError(f"score: {len(prompts)} prompts but {len(continuations)} continuations")
+    for i, text in enumerate(continuations):
+        if not text:
+            raise ValueError(f"score: continuation {i} is empty")

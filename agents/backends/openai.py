@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from agents.backends.base import Completion, Prompt, SamplingParams, truncate_at_stop
+from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, truncate_at_stop
 
 __all__ = ["OpenAIBackend", "BackendError"]
 
@@ -57,6 +57,32 @@ class OpenAIBackend:
         for (i, _), completion in zip(jobs, done):
             out[i].append(completion)
         return out
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
+        """The server echoes the prompt with its log-probabilities (``/v1/completions``, ``echo``); the tokens from
+        the continuation's first character on are summed."""
+        if self.chat:
+            raise BackendError("score needs the completions endpoint (chat=False): chat servers do not echo prompts")
+        check_score_inputs(prompts, continuations)
+        texts = [p if isinstance(p, str) else self._decode_prompt(p) for p in prompts]
+        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
+            return list(pool.map(lambda pair: self._score_one(*pair), zip(texts, continuations)))
+
+    def _score_one(self, prompt: str, continuation: str) -> float:
+        url = f"{self.base_url}/completions"
+        body = {"model": self.model, "prompt": prompt + continuation, "max_tokens": 1, "temperature": 0.0,
+                "echo": True, "logprobs": 0}
+        data = self._post(url, body)
+        try:
+            lp = data["choices"][0]["logprobs"]
+            offsets, values = lp["text_offset"], lp["token_logprobs"]
+        except (KeyError, IndexError, TypeError) as err:
+            raise BackendError(f"{url}: no echoed log-probabilities in the response: {str(data)[:300]}") from err
+        end = len(prompt) + len(continuation)  # the echoed text ends here; what follows was generated
+        picked = [v for offset, v in zip(offsets, values) if len(prompt) <= offset < end and v is not None]
+        if not picked:
+            raise BackendError(f"{url}: the echoed tokens do not cover the continuation {continuation!r}")
+        return float(sum(picked))
 
     def _decode_prompt(self, ids: Sequence[int]) -> str:
         if self.local_tokenizer is None:

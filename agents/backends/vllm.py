@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agents.backends.base import Completion, Prompt, SamplingParams
+from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs
 
 __all__ = ["VLLMBackend"]
 
@@ -46,4 +46,26 @@ class VLLMBackend:
                 row.append(Completion(o.text, list(o.token_ids), list(result.prompt_token_ids), logprobs,
                                       "length" if o.finish_reason == "length" else "stop"))
             out.append(row)
+        return out
+
+    def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
+        """The prompt's log-probabilities from one prefill (``prompt_logprobs``), summed over the continuation."""
+        from vllm import SamplingParams as VSampling
+        from vllm.inputs import TokensPrompt
+
+        check_score_inputs(prompts, continuations)
+        encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
+        rows, counts = [], []
+        for prompt, continuation in zip(prompts, continuations):
+            head = list(prompt) if not isinstance(prompt, str) else encode(prompt)
+            joint = encode(prompt + continuation) if isinstance(prompt, str) else []
+            tail = joint[len(head):] if joint[: len(head)] == head and len(joint) > len(head) else encode(continuation)
+            rows.append(TokensPrompt(prompt_token_ids=head + tail))
+            counts.append(len(tail))
+        results = self.llm.generate(rows, VSampling(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
+        out = []
+        for row, result, n in zip(rows, results, counts):
+            ids = row["prompt_token_ids"]
+            steps = result.prompt_logprobs[len(ids) - n:]
+            out.append(sum(step[token].logprob for step, token in zip(steps, ids[len(ids) - n:])))
         return out
