@@ -145,6 +145,57 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return {"sets": sizes, "scores": {k: {s: v[s]["balanced_accuracy"] for s in sets} for k, v in scores.items()}}
 
 
+def calibrate_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Choose ``critic.accept_probability`` for likelihood-gated verdicts: sweep it on the actor's natural and
+    greedy solutions to *training-split* problems (never the held-out ones the evaluations use) and report the
+    balanced accuracy of each bound beside the critic's own verdicts."""
+    from envs import SyntheticArithmetic
+    from evaluation import write_results
+    from evaluation.critic_eval import collect_eval_solutions, score_critic
+
+    c, p = cfg.calibrate_critic, cfg.problems
+    if p.name != "synthetic":
+        raise ConfigError("calibrate_critic runs on synthetic training-split problems (problems=synthetic)")
+    bounds = [float(x) for x in c.accept_probabilities]
+    if not bounds or not all(0 < b <= 1 for b in bounds):
+        raise ConfigError(f"calibrate_critic.accept_probabilities must be in (0, 1], got {bounds}")
+    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
+    problems = []
+    for level in c.levels:
+        problems += SyntheticArithmetic(size=int(c.problems_per_level), min_steps=int(level), max_steps=int(level),
+                                        max_operand=int(p.max_operand), max_value=int(p.max_value), split="train",
+                                        seed=int(cfg.seed) + 11 + int(level))[:]
+    sets = collect_eval_solutions(problems, actor, temperature=float(cfg.eval_critic.temperature), seed=int(cfg.seed),
+                                  samples_per_problem=int(c.samples_per_problem))
+    solutions = sets["natural"] + sets["greedy"]
+    own = make_critic(trained_critic_config(cfg, "model"))
+    gated = make_critic(trained_critic_config(cfg, "model_likelihood"))
+    rows: dict[str, dict[str, Any]] = {}
+    for label, critic, bound in [("own verdicts", own, None)] + [(f"accept_probability={b:g}", gated, b) for b in bounds]:
+        if bound is not None:
+            critic.accept_probability = bound
+        critiques = critic.critique_batch([s.problem for s in solutions], [s.steps for s in solutions])
+        rows[label] = {**score_critic(critiques, solutions), "accept_probability": bound,
+                       "generated_tokens_per_solution": round(sum(x.extras.get("tokens", 0) for x in critiques)
+                                                              / len(solutions), 1)}
+    best = max(bounds, key=lambda b: rows[f"accept_probability={b:g}"]["balanced_accuracy"] or 0.0)
+    lines = [f"**Likelihood-gated verdicts on training-split problems, levels {', '.join(map(str, c.levels))} "
+             f"({len(solutions)} natural and greedy solutions, {sum(s.wrong for s in solutions)} wrong)**", "",
+             "| trained critic | bal. acc. | wrong caught | right passed | located | generated tokens / solution |",
+             "|---|---|---|---|---|---|"]
+    for label, r in rows.items():
+        cells = [r[k] for k in ("balanced_accuracy", "recall_wrong", "recall_right", "location_accuracy")]
+        lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells)
+                     + f" | {r['generated_tokens_per_solution']:.1f} |")
+    lines += ["", f"Best bound: accept_probability={best:g} (configured: {cfg.critic.get('accept_probability')})"]
+    md = "\n".join(lines)
+    print(md)
+    write_results(run_dir / "results", "calibrate_critic", {"calibrate_critic": OmegaConf.to_container(c, resolve=True)},
+                  {"rows": rows, "best_accept_probability": best}, {"calibration": md})
+    return {"best_accept_probability": best,
+            "balanced_accuracy": {k: v["balanced_accuracy"] for k, v in rows.items()}}
+
+
 def _by_level(critiques: list, solutions: list) -> dict[str, Any]:
     """Balanced accuracy by number of steps."""
     from evaluation.critic_eval import score_critic

@@ -16,7 +16,7 @@ from critics import NullCritic
 from envs import SyntheticArithmetic, run_episode
 from pipeline.checkpoints import SHIPPED_ACTOR, actor_checkpoint, copy_checkpoint, critic_checkpoint
 from pipeline.config import ConfigError
-from pipeline.critic_stages import critic_training, critique_data, eval_critic
+from pipeline.critic_stages import calibrate_critic, critic_training, critique_data, eval_critic
 from pipeline.factory import make_actor, make_critic, make_env, make_problem_source
 from pipeline.self_improve_stages import self_improve
 from pipeline.test_time_stages import eval_test_time
@@ -184,6 +184,7 @@ STAGES: dict[str, Stage] = {
         Stage("critique_data", critique_data, True, "AutoMathCritique: flawed responses, critiques, refinement filter"),
         Stage("critic_training", critic_training, True, "the critique model (shipped, or SFT on the critique data)"),
         Stage("eval_critic", eval_critic, False, "critics' verdicts and error locations on held-out solutions"),
+        Stage("calibrate_critic", calibrate_critic, False, "the likelihood-gated critic's bound, on training problems"),
         Stage("eval_test_time", eval_test_time, False, "test-time supervision: critique -> refine, voting, scaling"),
         Stage("self_improve", self_improve, True, "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
     )

@@ -93,9 +93,27 @@ def test_train_py_runs_the_default_stages(tmp_path):
     # test-time supervision and self-improvement
     assert (run_dir / "results" / "accuracy_vs_k.png").exists()
     assert set(json.loads((run_dir / "results" / "eval_test_time.json").read_text())["metrics"]["refine"]) == {
-        "none", "self", "model", "oracle"}
+        "none", "self", "model", "model_likelihood", "oracle"}
     history = json.loads((run_dir / "results" / "self_improve.json").read_text())["metrics"]["history"]
     assert set(history) == {"critique", "rft"} and all(len(h) == 2 for h in history.values())
+
+
+def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):
+    run_dir = tmp_path / "run"
+    stages = "stages=[warmup,critic_training,calibrate_critic]"
+    proc = _train(f"run_dir={run_dir}", stages, "calibrate_critic.levels=[3]", "calibrate_critic.problems_per_level=4",
+                  "calibrate_critic.accept_probabilities=[0.01,0.9]", cwd=ROOT, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    metrics = json.loads((run_dir / "results" / "calibrate_critic.json").read_text())["metrics"]
+    rows = metrics["rows"]
+    assert set(rows) == {"own verdicts", "accept_probability=0.01", "accept_probability=0.9"}
+    assert all(r["n"] == 8 for r in rows.values())  # 4 natural + 4 greedy solutions
+    assert metrics["best_accept_probability"] in (0.01, 0.9)
+    # a looser bound lets more lines pass unjudged, so it never flags a solution the stricter one passes
+    loose, strict = rows["accept_probability=0.01"], rows["accept_probability=0.9"]
+    assert loose["caught"] + loose["false_alarms"] <= strict["caught"] + strict["false_alarms"]
+    proc = _train(f"run_dir={run_dir}", stages, "calibrate_critic.accept_probabilities=[0]", cwd=ROOT)
+    assert proc.returncode == 2 and "accept_probabilities must be in (0, 1]" in proc.stderr
 
 
 def test_train_py_reports_config_errors(tmp_path):
