@@ -62,16 +62,18 @@ class Actor:
     """Writes solutions (``action_unit="solution"``) or one step per call (``"step"``) with any LM backend."""
 
     def __init__(self, backend: LMBackend, template: PromptTemplate | None = None,
-                 sampling: SamplingParams | None = None, action_unit: str = "solution"):
+                 sampling: SamplingParams | None = None, action_unit: str = "solution",
+                 refine_sampling: SamplingParams | None = None):
+        """``refine_sampling``: how to sample an action that answers the critic's feedback (default: as any
+        other). A greedy actor refining greedily rewrites the step it was told is wrong the same way each round;
+        sampling the refinement lets a later round try something else."""
         if action_unit not in ("solution", "step"):
             raise ValueError(f"action_unit must be 'solution' or 'step', got {action_unit!r}")
         self.backend = backend
         self.template = template or PromptTemplate()
-        sampling = sampling or SamplingParams()
-        if action_unit == "step" and "\n" not in sampling.stop:
-            sampling = replace(sampling, stop=(*sampling.stop, "\n"))
-        self.sampling = sampling
         self.action_unit = action_unit
+        self.sampling = self._for_unit(sampling or SamplingParams())
+        self.refine_sampling = self._for_unit(refine_sampling) if refine_sampling else self.sampling
         self._lines: dict[int, tuple[EpisodeRecord, list[SampledLine]]] = {}
 
     def act(self, observation: dict[str, str], info: dict[str, Any]) -> str:
@@ -86,11 +88,25 @@ class Actor:
             prompt, retokenized = self._prompt(record, observation.get("feedback", ""))
             prompts.append(prompt)
             flags.append(retokenized)
-        completions = [c[0] for c in self.backend.generate(prompts, replace(self.sampling, n=1))]
+        refining = [bool(observation.get("feedback")) for observation in observations]
+        groups = [(self.sampling, list(range(len(prompts))))]
+        if self.refine_sampling != self.sampling:  # one generate call per way of sampling
+            groups = [(self.sampling, [i for i, r in enumerate(refining) if not r]),
+                      (self.refine_sampling, [i for i, r in enumerate(refining) if r])]
+        completions: list[Completion] = [None] * len(prompts)  # type: ignore[list-item]
+        for sampling, rows in groups:
+            if rows:
+                for i, row in zip(rows, self.backend.generate([prompts[i] for i in rows], replace(sampling, n=1))):
+                    completions[i] = row[0]
         return [self._take(record, completion, retokenized)
                 for record, completion, retokenized in zip(records, completions, flags)]
 
     # -- helpers ---------------------------------------------------------------------------------------------
+
+    def _for_unit(self, sampling: SamplingParams) -> SamplingParams:
+        if self.action_unit == "step" and "\n" not in sampling.stop:
+            sampling = replace(sampling, stop=(*sampling.stop, "\n"))
+        return sampling
 
     def _forget_finished(self) -> None:
         for key in [k for k, (record, _) in self._lines.items() if record.done]:

@@ -186,6 +186,7 @@ class _Review:
     text: str = ""       # canonical judgement lines so far
     tokens: int = 0      # generated
     scored: int = 0      # lines accepted by their likelihood (scored, nothing generated)
+    scored_tokens: int = 0  # tokens of the solution's lines the model scored (read in one pass, not generated)
     done: bool = False
     failure: str = ""
 
@@ -285,11 +286,13 @@ class ModelCritic(BaseCritic):
         import math
 
         encode = self.template.codec.encode
-        scores = self.backend.score([r.prompt + encode(h) for (r, _), h in zip(active, heads)],
-                                    [encode(f" {stated} |") for _, (_, stated) in active])
+        continuations = [encode(f" {stated} |") for _, (_, stated) in active]
+        scores = self.backend.score([r.prompt + encode(h) for (r, _), h in zip(active, heads)], continuations)
         bound = math.log(self.accept_probability)
         doubted, doubted_heads = [], []
-        for (r, (index, stated)), head, score in zip(active, heads, scores):
+        tokenizer = self.backend.tokenizer
+        for (r, (index, stated)), head, score, text in zip(active, heads, scores, continuations):
+            r.scored_tokens += len(tokenizer(text, add_special_tokens=False)["input_ids"]) if tokenizer else 0
             if score >= bound:
                 r.scored += 1
                 self._advance(r, f"{judged_line(head, stated, stated)} correct")
@@ -321,6 +324,7 @@ class ModelCritic(BaseCritic):
         critique.extras["tokens"] = review.tokens
         if self.verdicts == "likelihood":
             critique.extras["accepted_by_likelihood"] = review.scored
+            critique.extras["scored_tokens"] = review.scored_tokens
         return critique
 
     def _whole(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]:

@@ -176,17 +176,18 @@ def calibrate_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             critic.accept_probability = bound
         critiques = critic.critique_batch([s.problem for s in solutions], [s.steps for s in solutions])
         rows[label] = {**score_critic(critiques, solutions), "accept_probability": bound,
-                       "generated_tokens_per_solution": round(sum(x.extras.get("tokens", 0) for x in critiques)
-                                                              / len(solutions), 1)}
+                       **{f"{kind}_tokens_per_solution": round(sum(x.extras.get(key, 0) for x in critiques)
+                                                               / len(solutions), 1)
+                          for kind, key in (("generated", "tokens"), ("scored", "scored_tokens"))}}
     best = max(bounds, key=lambda b: rows[f"accept_probability={b:g}"]["balanced_accuracy"] or 0.0)
     lines = [f"**Likelihood-gated verdicts on training-split problems, levels {', '.join(map(str, c.levels))} "
              f"({len(solutions)} natural and greedy solutions, {sum(s.wrong for s in solutions)} wrong)**", "",
-             "| trained critic | bal. acc. | wrong caught | right passed | located | generated tokens / solution |",
-             "|---|---|---|---|---|---|"]
+             "| trained critic | bal. acc. | wrong caught | right passed | located | tokens / solution: generated, "
+             "scored |", "|---|---|---|---|---|---|"]
     for label, r in rows.items():
         cells = [r[k] for k in ("balanced_accuracy", "recall_wrong", "recall_right", "location_accuracy")]
         lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells)
-                     + f" | {r['generated_tokens_per_solution']:.1f} |")
+                     + f" | {r['generated_tokens_per_solution']:.1f}, {r['scored_tokens_per_solution']:.1f} |")
     lines += ["", f"Best bound: accept_probability={best:g} (configured: {cfg.critic.get('accept_probability')})"]
     md = "\n".join(lines)
     print(md)

@@ -1,6 +1,8 @@
 """The test-time supervision stage: critique -> refine rounds and parallel scaling, for each critic side by side.
 
-1. Greedy actor, each critic, up to ``max_rounds`` refinements (one rollout per critic holds every round).
+1. Greedy actor, each critic, up to ``max_rounds`` refinements (one rollout per critic holds every round);
+   refinements are sampled at ``refine_temperature`` (0: greedy, which rewrites a flagged step the same way
+   every round).
 2. ``k_max`` samples per problem at ``temperature`` drawn once (one rollout, no critic), and more, up to
    ``budget_k_max``, for plain majority voting given the tokens a critic method spends.
 3. Each critic reviews those same samples and refines the flagged ones (a :class:`PresampledActor` replays the
@@ -48,7 +50,7 @@ def _problems(cfg: DictConfig) -> list:
     out = []
     for level in levels:
         out += SyntheticArithmetic(size=int(t.problems_per_level), min_steps=level, max_steps=level,
-                                   max_operand=int(p.max_operand), max_value=int(p.max_value), split="test",
+                                   max_operand=int(p.max_operand), max_value=int(p.max_value), split=str(t.split),
                                    seed=int(cfg.seed) + 100 + level)[:]
     return out
 
@@ -65,11 +67,15 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     from rollout import rollout
 
     t = cfg.test_time
+    if t.split not in ("train", "test"):
+        raise ConfigError(f"test_time.split must be 'train' or 'test', got {t.split!r}")
     rounds, k_max, ks = int(t.max_rounds), int(t.k_max), [int(k) for k in t.ks]
     if max(ks) > k_max:
         raise ConfigError(f"test_time.ks {ks} go beyond test_time.k_max={k_max}")
     actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
-    greedy = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=0.0))
+    refine_t = float(t.refine_temperature)
+    greedy = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=0.0),
+                   refine_sampling=replace(actor.sampling, temperature=refine_t) if refine_t > 0 else None)
     sampler = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=float(t.temperature)))
     problems = _problems(cfg)
     difficulty = {p.id: p.difficulty for p in problems}
@@ -80,7 +86,8 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
 
     tracker = Tracker(str(cfg.tracking.mode), run_dir, project=str(cfg.tracking.project),
                       name=f"{Path(cfg.run_dir).name}-test-time", config=OmegaConf.to_container(cfg, resolve=True))
-    metrics: dict[str, Any] = {"problems": len(problems), "refine": {}, "scaling": {}, "budget": {}}
+    metrics: dict[str, Any] = {"problems": len(problems), "refine_temperature": refine_t, "refine": {}, "scaling": {},
+                               "budget": {}}
 
     # 1. greedy, critique -> refine for 0..R rounds
     for name, critic in critics.items():
@@ -161,7 +168,8 @@ def _tables(metrics: dict, critics: dict, ks: list[int], rounds: int, hard: list
             if r == 0 and name != "none":
                 continue
             rows[label] = m["by_round"][f"R={r}"]
-    refine_md = format_table(rows, levels, title="Critique -> refine: accuracy by difficulty (greedy actor)")
+    refine_md = format_table(rows, levels, title="Critique -> refine: accuracy by difficulty (greedy actor; "
+                                                 f"refinements at temperature {metrics['refine_temperature']:g})")
     fix_lines = ["| critic | " + " | ".join(f"fixed / broken, round {r}" for r in range(1, rounds + 1)) + " |",
                  "|" + "---|" * (rounds + 1)]
     for name, m in metrics["refine"].items():

@@ -151,6 +151,41 @@ def test_refinement_prompt_reuses_the_sampled_token_ids(tokenizer):
     assert tokenizer.decode(second.prompt_ids) == TEMPLATE.prompt(problem.question, problem.steps[:1], obs_feedback(info))
 
 
+def test_refinements_can_be_sampled_apart_from_first_attempts(tokenizer):
+    problems = PROBLEMS[4:6]
+    bad = {p.question: corrupt_solution(p, 2, "calculation", random.Random(0)).steps for p in problems}
+    fixed = {p.question: p.steps[1:] for p in problems}  # step 1 is kept; the rest is the reference
+
+    class Recording:
+        """A wrong solution first, the fix once the prompt holds feedback; remembers how each call sampled."""
+
+        name, seen = "recording", []
+
+        def __init__(self):
+            self.tokenizer = tokenizer
+
+        def generate(self, prompts, sampling):
+            self.seen.append((sampling.temperature, len(prompts)))
+            out = []
+            for prompt in prompts:
+                text = TEMPLATE.decode(tokenizer.decode(list(prompt)))
+                question = text.split("\n", 1)[0].removeprefix("Problem: ")
+                solution = fixed[question] if "Feedback:" in text else bad[question]
+                reply = TEMPLATE.completion(solution)
+                ids = tokenizer(reply, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id]
+                out.append([Completion(reply, ids, list(prompt))])
+            return out
+
+    backend = Recording()
+    actor = Actor(backend, TEMPLATE, SamplingParams(max_new_tokens=64),
+                  refine_sampling=SamplingParams(max_new_tokens=64, temperature=0.7, seed=0))
+    records = rollout(problems, actor, OracleCritic(), EnvConfig(max_refinements=1), batch_size=8)
+    assert all(r.correct and r.refinement_rounds == 1 for r in records)
+    assert backend.seen == [(0.0, 2), (0.7, 2)]  # first attempts greedy, both refinements sampled in one call
+    plain = Actor(backend, TEMPLATE, SamplingParams(max_new_tokens=64))
+    assert plain.refine_sampling == plain.sampling
+
+
 def obs_feedback(info):
     from envs.math_env import feedback_summary
 
