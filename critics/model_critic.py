@@ -211,18 +211,18 @@ class ModelCritic(BaseCritic):
     name = "model"
 
     def __init__(self, backend: Any, template: Any, max_new_tokens: int = 64, verdicts: str = "model",
-                 generation: str = "stepwise", accept_probability: float = 0.05):
+                 generation: str = "stepwise", accept_probability: float = 0.1):
         from agents.backends.base import SamplingParams
 
         if verdicts not in VERDICTS:
             raise ValueError(f"verdicts must be one of {', '.join(VERDICTS)}, got {verdicts!r}")
-        if not 0 < accept_probability <= 1:
-            raise ValueError(f"accept_probability must be in (0, 1], got {accept_probability}")
-        if verdicts == "likelihood" and generation != "stepwise":
-            raise ValueError("verdicts='likelihood' scores the lines one by one: it needs generation='stepwise'")
-        self.accept_probability = accept_probability
         if generation not in ("stepwise", "whole"):
             raise ValueError(f"generation must be 'stepwise' or 'whole', got {generation!r}")
+        if verdicts == "likelihood" and generation != "stepwise":
+            raise ValueError("verdicts='likelihood' scores the lines one by one: it needs generation='stepwise'")
+        if not 0 < accept_probability <= 1:
+            raise ValueError(f"accept_probability must be in (0, 1], got {accept_probability}")
+        self.accept_probability = accept_probability
         self.verdicts, self.generation = verdicts, generation
         self.backend, self.template = backend, template
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, temperature=0.0)

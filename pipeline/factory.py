@@ -44,7 +44,7 @@ def _self_check(actor: Any = None, max_new_tokens: int = 32) -> Critic:
 def _model_critic(actor: Any = None, model: str | None = None, backend: str = "hf", number_format: str = "reversed",
                   max_new_tokens: int = 64, batch_size: int = 64, threads: int = 2,
                   base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
-                  verdicts: str = "model", generation: str = "stepwise", accept_probability: float = 0.05) -> Critic:
+                  verdicts: str = "model", generation: str = "stepwise", accept_probability: float = 0.1) -> Critic:
     from agents.backends import make_backend
     from agents.prompts import PromptTemplate
     from critics.model_critic import ModelCritic
