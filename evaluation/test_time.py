@@ -28,19 +28,21 @@ class RoundOutcome:
     answer: str | None
     tokens: int     # tokens generated (actor, and critic where it reports them) up to and including this round
     accepted: bool  # the critic found no error in this round's solution
+    scored_tokens: int = 0  # tokens a likelihood-gated critic scored (read, not generated) up to this round
 
 
 def rounds_of(record: EpisodeRecord, max_rounds: int) -> list[RoundOutcome]:
     """The outcome after 0..max_rounds refinements (an episode that stopped early keeps its last outcome)."""
     outcomes: list[RoundOutcome] = []
-    tokens = 0
+    tokens = scored = 0
     attempts = record.attempts or []
     for r, attempt in enumerate(attempts[: max_rounds + 1]):
         if r < len(record.generations):
             tokens += len(record.generations[r].completion_ids)
         tokens += int(attempt.critique.extras.get("tokens", 0))
+        scored += int(attempt.critique.extras.get("scored_tokens", 0))
         result = verify_response("\n".join(attempt.steps), record.problem.answer)
-        outcomes.append(RoundOutcome(result.correct, result.extracted, tokens, attempt.critique.is_correct))
+        outcomes.append(RoundOutcome(result.correct, result.extracted, tokens, attempt.critique.is_correct, scored))
     if not outcomes:  # no attempt reviewed (e.g. an action error ended it): the final state is round 0
         tokens = sum(len(g.completion_ids) for g in record.generations)
         outcomes.append(RoundOutcome(record.correct, record.final_answer, tokens, True))
@@ -92,7 +94,8 @@ def samples_of(records: Sequence[EpisodeRecord], k_max: int, rounds: int = 0) ->
     for record in records:
         base = record.problem.metadata.get("replica_of", record.problem.id)
         outcome = rounds_of(record, rounds)[rounds]
-        grouped[base].append(Sample(outcome.answer, outcome.correct, outcome.accepted, outcome.tokens))
+        grouped[base].append(Sample(outcome.answer, outcome.correct, outcome.accepted, outcome.tokens,
+                                    outcome.scored_tokens))
     return {k: v[:k_max] for k, v in grouped.items()}
 
 
@@ -104,18 +107,20 @@ def scaling_curves(samples: dict[str, list[Sample]], difficulty: dict[str, int],
         out[method] = {}
         for k in ks:
             by_level: dict[str, list[bool]] = defaultdict(list)
-            tokens = []
+            tokens, scored = [], []
             for pid, s in samples.items():
                 if len(s) < k:
                     raise ValueError(f"problem {pid} has {len(s)} samples, fewer than k={k}")
                 by_level[str(difficulty[pid])].append(choose(method, s, k))
                 tokens.append(sum(x.tokens for x in s[:k]))
+                scored.append(sum(x.scored_tokens for x in s[:k]))
             every = [v for values in by_level.values() for v in values]
             out[method][f"k={k}"] = {
                 "overall": round(sum(every) / len(every), 4),
                 "by_difficulty": {lvl: round(sum(v) / len(v), 4) for lvl, v in sorted(by_level.items(),
                                                                                       key=lambda kv: int(kv[0]))},
                 "mean_tokens": round(sum(tokens) / len(tokens), 1),
+                "mean_scored_tokens": round(sum(scored) / len(scored), 1),
             }
     return out
 

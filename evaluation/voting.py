@@ -24,7 +24,8 @@ class Sample:
     answer: str | None
     correct: bool
     accepted: bool = True  # the critic found no error
-    tokens: int = 0
+    tokens: int = 0         # generated for it (actor and critic)
+    scored_tokens: int = 0  # read by a critic that scores lines instead of generating (not generated)
 
 
 def answer_key(answer: str | None) -> str | None:

@@ -123,10 +123,15 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         for method, samples in (("critic_filtered_majority", reviewed), ("refine_then_majority", refined)):
             for k in ks:
                 spent = curves[method][f"k={k}"]["mean_tokens"]
+                scored = curves[method][f"k={k}"]["mean_scored_tokens"]
                 metrics["budget"][name][f"{method}@k={k}"] = {
                     "accuracy_hard": _hard_accuracy(method, samples, k, hard, difficulty),
                     "majority_same_tokens_hard": budget_matched(plain_budget, spent, hard or None, difficulty),
                     "tokens": spent,
+                    # a likelihood-gated critic also reads the lines it scores: counted as if generated
+                    "scored_tokens": scored,
+                    "majority_same_tokens_incl_scored_hard": budget_matched(plain_budget, spent + scored, hard or None,
+                                                                            difficulty),
                 }
         tracker.table(f"episodes/sampled/{name}", EPISODE_COLUMNS, episode_rows(records[: int(t.table_episodes)]))
 
@@ -185,12 +190,17 @@ def _tables(metrics: dict, critics: dict, ks: list[int], rounds: int, hard: list
             scale.append(f"| {label} | " + " | ".join(f"{by_k[f'k={k}']['overall']:.3f}" for k in ks) + " |")
     budget = [f"**At equal generated tokens, levels {', '.join(hard) or 'all'}: method vs plain majority voting "
               f"with as many samples as the same tokens buy**", "",
-              "| critic | method | accuracy | tokens / problem | majority, same tokens (k) |", "|---|---|---|---|---|"]
+              "| critic | method | accuracy | tokens / problem | majority, same tokens (k) | scored tokens / problem "
+              "| majority, same tokens counting the scored ones (k) |", "|---|---|---|---|---|---|---|"]
+
+    def matched(b: dict) -> str:
+        return f"{b['accuracy']:.3f} (k={b['k']}{', all drawn' if b['capped'] else ''})"
+
     for critic, entries in metrics["budget"].items():
         for key, e in entries.items():
-            b = e["majority_same_tokens_hard"]
             budget.append(f"| {CRITIC_LABELS[critic]} | {key} | {e['accuracy_hard']:.3f} | {e['tokens']:.0f} | "
-                          f"{b['accuracy']:.3f} (k={b['k']}{', all drawn' if b['capped'] else ''}) |")
+                          f"{matched(e['majority_same_tokens_hard'])} | {e['scored_tokens']:.0f} | "
+                          f"{matched(e['majority_same_tokens_incl_scored_hard']) if e['scored_tokens'] else '–'} |")
     return {"refine": refine_md, "fix_break": "**Fixes and breaks per refinement round**\n\n" + "\n".join(fix_lines),
             "scaling": "\n".join(scale), "budget": "\n".join(budget)}
 

@@ -56,6 +56,11 @@ def test_fix_and_break_accounting():
     assert s["fixed"] == {"R=1": 1, "R=2": 0} and s["broken"] == {"R=1": 1, "R=2": 0}
     assert s["overall"]["R=0"]["correct"] == 2 and s["overall"]["R=1"]["correct"] == 2
     assert s["by_round"]["R=1"]["3"]["n"] == 4
+    # a likelihood-gated critic's scored tokens are kept apart from the generated ones
+    scored = Critique(FLAG.steps, extras={"tokens": 4, "scored_tokens": 9})
+    gated = record(p, [(wrong(p), scored), (p.steps, PASS)])
+    assert [(o.tokens, o.scored_tokens) for o in rounds_of(gated, 2)] == [(14, 9), (24, 9), (24, 9)]
+    assert samples_of([gated], 1, rounds=1)[p.id][0].scored_tokens == 9
 
 
 def test_samples_from_replicated_problems_and_curves():
