@@ -170,6 +170,7 @@ def calibrate_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     solutions = sets["natural"] + sets["greedy"]
     own = make_critic(trained_critic_config(cfg, "model"))
     gated = make_critic(trained_critic_config(cfg, "model_likelihood"))
+    configured = gated.accept_probability
     rows: dict[str, dict[str, Any]] = {}
     for label, critic, bound in [("own verdicts", own, None)] + [(f"accept_probability={b:g}", gated, b) for b in bounds]:
         if bound is not None:
@@ -188,11 +189,12 @@ def calibrate_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         cells = [r[k] for k in ("balanced_accuracy", "recall_wrong", "recall_right", "location_accuracy")]
         lines.append(f"| {label} | " + " | ".join("–" if v is None else f"{v:.3f}" for v in cells)
                      + f" | {r['generated_tokens_per_solution']:.1f}, {r['scored_tokens_per_solution']:.1f} |")
-    lines += ["", f"Best bound: accept_probability={best:g} (configured: {cfg.critic.get('accept_probability')})"]
+    lines += ["", f"Best balanced accuracy: accept_probability={best:g} (configured: {configured:g})"]
     md = "\n".join(lines)
     print(md)
     write_results(run_dir / "results", "calibrate_critic", {"calibrate_critic": OmegaConf.to_container(c, resolve=True)},
-                  {"rows": rows, "best_accept_probability": best}, {"calibration": md})
+                  {"rows": rows, "best_accept_probability": best, "configured_accept_probability": configured},
+                  {"calibration": md})
     return {"best_accept_probability": best,
             "balanced_accuracy": {k: v["balanced_accuracy"] for k, v in rows.items()}}
 
