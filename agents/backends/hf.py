@@ -89,7 +89,9 @@ class HFBackend:
             for row, ids in enumerate(chunk):
                 input_ids[row, width - len(ids):] = torch.tensor(ids)
                 attention[row, width - len(ids):] = 1
-            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device)).logits
+            positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts from its first token
+            logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
+                                position_ids=positions.to(self.device)).logits
             logprobs = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(self.device))[..., 0]
             out += [float(logprobs[row, width - 1 - n:].sum()) for row, n in enumerate(counts)]
         return out
