@@ -232,6 +232,12 @@ class ModelCritic(BaseCritic):
         self.calls = 0
         self.generated_tokens = 0
 
+    def variant(self, verdicts: str | None = None, accept_probability: float | None = None) -> ModelCritic:
+        """The same loaded model and settings with other verdicts or another bound (no second copy of the model)."""
+        return ModelCritic(self.backend, self.template, self.sampling.max_new_tokens, verdicts or self.verdicts,
+                           self.generation,
+                           self.accept_probability if accept_probability is None else accept_probability)
+
     def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
         return self.critique_batch([problem], [steps])[0]
 

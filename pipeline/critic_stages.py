@@ -9,7 +9,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.checkpoints import SHIPPED_CRITIC, actor_checkpoint, copy_checkpoint
 from pipeline.config import ConfigError
-from pipeline.factory import make_actor, make_critic, trained_critic_config
+from pipeline.factory import make_actor, make_critic, trained_critic_config, trained_critics
 
 TRAINED_CRITIC_LABELS = {"model": "trained critic", "model_checks": "trained critic's computations, compared in code",
                          "model_likelihood": "trained critic, likelihood-gated"}
@@ -106,9 +106,10 @@ def eval_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sets = collect_eval_solutions(problems, actor, temperature=float(e.temperature), seed=int(cfg.seed),
                                   samples_per_problem=int(e.samples_per_problem))
     critics: dict[str, Any] = {}
+    trained = trained_critics(cfg, [n for n in e.critics if n in TRAINED_CRITIC_LABELS])
     for name in e.critics:
-        if name in TRAINED_CRITIC_LABELS:
-            critics[TRAINED_CRITIC_LABELS[name]] = make_critic(trained_critic_config(cfg, name))
+        if name in trained:
+            critics[TRAINED_CRITIC_LABELS[name]] = trained[name]
         elif name == "self":
             critics["self-check (actor recomputes each step)"] = SelfCheckCritic(actor.backend, actor.template)
         elif name == "self_reflection":
@@ -168,13 +169,11 @@ def calibrate_critic(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     sets = collect_eval_solutions(problems, actor, temperature=float(cfg.eval_critic.temperature), seed=int(cfg.seed),
                                   samples_per_problem=int(c.samples_per_problem))
     solutions = sets["natural"] + sets["greedy"]
-    own = make_critic(trained_critic_config(cfg, "model"))
-    gated = make_critic(trained_critic_config(cfg, "model_likelihood"))
-    configured = gated.accept_probability
+    trained = trained_critics(cfg, ["model", "model_likelihood"])
+    configured = trained["model_likelihood"].accept_probability
     rows: dict[str, dict[str, Any]] = {}
-    for label, critic, bound in [("own verdicts", own, None)] + [(f"accept_probability={b:g}", gated, b) for b in bounds]:
-        if bound is not None:
-            critic.accept_probability = bound
+    for label, critic, bound in [("own verdicts", trained["model"], None)] + [
+            (f"accept_probability={b:g}", trained["model_likelihood"].variant(accept_probability=b), b) for b in bounds]:
         critiques = critic.critique_batch([s.problem for s in solutions], [s.steps for s in solutions])
         rows[label] = {**score_critic(critiques, solutions), "accept_probability": bound,
                        **{f"{kind}_tokens_per_solution": round(sum(x.extras.get(key, 0) for x in critiques)

@@ -12,8 +12,8 @@ from critics import Critic, NullCritic, OracleCritic
 from envs import EnvConfig, MathReasoningEnv, ProblemSource, SyntheticArithmetic, load_gsm8k, load_math
 from pipeline.config import ConfigError
 
-__all__ = ["make_problem_source", "make_critic", "make_env", "make_actor", "trained_critic_config", "PROBLEM_SOURCES",
-           "CRITICS", "TRAINED_CRITIC_VERDICTS"]
+__all__ = ["make_problem_source", "make_critic", "make_env", "make_actor", "trained_critic_config", "trained_critics",
+           "PROBLEM_SOURCES", "CRITICS", "TRAINED_CRITIC_VERDICTS"]
 
 
 def _plain(cfg: DictConfig | dict) -> dict[str, Any]:
@@ -92,6 +92,14 @@ def trained_critic_config(cfg: DictConfig, variant: str = "model", path: str | N
     if TRAINED_CRITIC_VERDICTS[variant]:
         settings["verdicts"] = TRAINED_CRITIC_VERDICTS[variant]
     return settings
+
+
+def trained_critics(cfg: DictConfig, variants: list[str], path: str | None = None) -> dict[str, Critic]:
+    """The run's critique model as each of ``variants``, loaded once and shared by all of them."""
+    if not variants:
+        return {}
+    first = make_critic(trained_critic_config(cfg, variants[0], path))
+    return {v: first.variant(trained_critic_config(cfg, v, path).get("verdicts", "model")) for v in variants}
 
 
 def _lookup(kind: str, registry: dict[str, Callable], cfg: DictConfig | dict) -> tuple[str, Callable, dict]:

@@ -20,22 +20,22 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.checkpoints import actor_checkpoint
 from pipeline.config import ConfigError
-from pipeline.factory import TRAINED_CRITIC_VERDICTS, make_actor, make_critic, trained_critic_config
+from pipeline.factory import TRAINED_CRITIC_VERDICTS, make_actor, make_critic, trained_critics
 
-__all__ = ["eval_test_time", "build_named_critic"]
+__all__ = ["eval_test_time", "build_named_critics"]
 
 CRITIC_LABELS = {"none": "no critic", "self": "self-check", "model": "trained critic",
                  "model_checks": "trained critic, compared in code",
                  "model_likelihood": "trained critic, likelihood-gated", "oracle": "oracle"}
 
 
-def build_named_critic(name: str, cfg: DictConfig, actor: Any) -> Any:
-    """A critic by short name, with the run's actor and critique model."""
-    if name in TRAINED_CRITIC_VERDICTS:
-        return make_critic(trained_critic_config(cfg, name))
-    if name in ("none", "self", "oracle"):
-        return make_critic({"name": name}, actor=actor)
-    raise ConfigError(f"unknown test_time critic {name!r}; valid: {', '.join(CRITIC_LABELS)}")
+def build_named_critics(names: list[str], cfg: DictConfig, actor: Any) -> dict[str, Any]:
+    """Critics by short name, with the run's actor and critique model (loaded once for all its variants)."""
+    unknown = [n for n in names if n not in CRITIC_LABELS]
+    if unknown:
+        raise ConfigError(f"unknown test_time critic {unknown[0]!r}; valid: {', '.join(CRITIC_LABELS)}")
+    trained = trained_critics(cfg, [n for n in names if n in TRAINED_CRITIC_VERDICTS])
+    return {n: trained[n] if n in trained else make_critic({"name": n}, actor=actor) for n in names}
 
 
 def _problems(cfg: DictConfig) -> list:
@@ -81,7 +81,7 @@ def eval_test_time(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     difficulty = {p.id: p.difficulty for p in problems}
     base_env = {**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"}
     batch = int(cfg.actor.batch_size)
-    critics = {name: build_named_critic(name, cfg, actor) for name in t.critics}
+    critics = build_named_critics(list(t.critics), cfg, actor)
     hard = [str(level) for level in (t.hard_levels or [])]
 
     tracker = Tracker(str(cfg.tracking.mode), run_dir, project=str(cfg.tracking.project),

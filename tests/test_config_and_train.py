@@ -121,3 +121,17 @@ def test_train_py_reports_config_errors(tmp_path):
     assert proc.returncode == 2 and "valid: model, none, oracle, self" in proc.stderr
     proc = _train("stages=[warp]", f"run_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown stage" in proc.stderr
+
+
+def test_trained_critic_variants_share_one_loaded_model():
+    from pipeline.checkpoints import SHIPPED_CRITIC
+    from pipeline.factory import trained_critics
+
+    cfg = load_config(["critic=model", f"critic.model={SHIPPED_CRITIC}", "critic.accept_probability=0.3"])
+    critics = trained_critics(cfg, ["model", "model_checks", "model_likelihood"])
+    assert [c.verdicts for c in critics.values()] == ["model", "checks", "likelihood"]
+    assert len({id(c.backend) for c in critics.values()}) == 1
+    assert {c.accept_probability for c in critics.values()} == {0.3}
+    assert critics["model_likelihood"].variant(accept_probability=0.02).accept_probability == 0.02
+    with pytest.raises(ConfigError, match="unknown trained-critic variant 'x'"):
+        trained_critics(cfg, ["x"])
