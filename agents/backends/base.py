@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["SamplingParams", "Completion", "LMBackend", "Prompt", "check_score_inputs", "truncate_at_stop"]
+__all__ = ["SamplingParams", "Completion", "LMBackend", "Prompt", "check_score_inputs", "continuation_ids",
+           "truncate_at_stop"]
 
 Prompt = str | Sequence[int]  # text, or token ids (exact: what a trainer later trains on)
 
@@ -79,3 +80,16 @@ def check_score_inputs(prompts: Sequence[Prompt], continuations: Sequence[str]) 
     for i, text in enumerate(continuations):
         if not text:
             raise ValueError(f"score: continuation {i} is empty")
+
+
+def continuation_ids(encode: Callable[[str], list[int]], prompt: Prompt, continuation: str) -> tuple[list[int], list[int]]:
+    """``(prompt ids, continuation ids)`` for scoring. A text prompt is encoded together with its continuation
+    (so the tokens are the ones the model would have produced) whenever that keeps the prompt's own tokens."""
+    head = encode(prompt) if isinstance(prompt, str) else [int(t) for t in prompt]
+    if not head:
+        raise ValueError("score: a prompt is empty")
+    if isinstance(prompt, str):
+        joint = encode(prompt + continuation)
+        if joint[: len(head)] == head and len(joint) > len(head):
+            return head, joint[len(head):]
+    return head, encode(continuation)

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, truncate_at_stop
+from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, continuation_ids, truncate_at_stop
 
 __all__ = ["HFBackend"]
 
@@ -74,10 +74,9 @@ class HFBackend:
 
     @torch.inference_mode()
     def score(self, prompts: Sequence[Prompt], continuations: Sequence[str]) -> list[float]:
-        """One forward pass per ``batch_size`` pairs; a text prompt is encoded together with its continuation
-        (so the tokens are the ones the model would have produced) whenever that keeps the prompt's tokens."""
+        """One forward pass per ``batch_size`` pairs (tokens as ``continuation_ids`` splits them)."""
         check_score_inputs(prompts, continuations)
-        pairs = [self._split(p, c) for p, c in zip(prompts, continuations)]
+        pairs = [continuation_ids(self.encode, p, c) for p, c in zip(prompts, continuations)]
         limit = getattr(self.model.config, "max_position_embeddings", None)
         out: list[float] = []
         for start in range(0, len(pairs), self.batch_size):
@@ -95,16 +94,6 @@ class HFBackend:
             logprobs = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(self.device))[..., 0]
             out += [float(logprobs[row, width - 1 - n:].sum()) for row, n in enumerate(counts)]
         return out
-
-    def _split(self, prompt: Prompt, continuation: str) -> tuple[list[int], list[int]]:
-        head = self.encode(prompt)
-        if not head:
-            raise ValueError("score: a prompt is empty")
-        if isinstance(prompt, str):
-            joint = self.encode(prompt + continuation)
-            if joint[: len(head)] == head and len(joint) > len(head):
-                return head, joint[len(head):]
-        return head, self.encode(continuation)
 
     def _schedule(self, rows: list[list[int]], sampling: SamplingParams) -> list[tuple[list[int], list | None]]:
         """Generate for every row, ``batch_size`` rows at a time.

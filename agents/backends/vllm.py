@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs
+from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, continuation_ids
 
 __all__ = ["VLLMBackend"]
 
@@ -57,9 +57,7 @@ class VLLMBackend:
         encode = lambda text: self.tokenizer(text, add_special_tokens=False)["input_ids"]  # noqa: E731
         rows, counts = [], []
         for prompt, continuation in zip(prompts, continuations):
-            head = list(prompt) if not isinstance(prompt, str) else encode(prompt)
-            joint = encode(prompt + continuation) if isinstance(prompt, str) else []
-            tail = joint[len(head):] if joint[: len(head)] == head and len(joint) > len(head) else encode(continuation)
+            head, tail = continuation_ids(encode, prompt, continuation)
             rows.append(TokensPrompt(prompt_token_ids=head + tail))
             counts.append(len(tail))
         results = self.llm.generate(rows, VSampling(max_tokens=1, prompt_logprobs=0), use_tqdm=False)
