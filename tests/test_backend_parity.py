@@ -1,5 +1,7 @@
+
 """``actor.backend=openai`` against a real OpenAI-compatible server on 127.0.0.1 gives HFBackend's greedy results."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -58,71 +60,62 @@ def test_unreachable_server_is_a_clear_error():
         backend.generate(["hi"], SamplingParams(max_new_tokens=2))
 
 
-def test_retries_with_backoff_on_overload():
-    import json
+@contextlib.contextmanager
+def fake_server(reply):
+    """An OpenAI-compatible stand-in on 127.0.0.1: ``reply(body, calls)`` gives ``(status, payload or None)`` for
+    each POST; yields the base URL and the list of request bodies."""
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     calls = []
 
-    class Flaky(BaseHTTPRequestHandler):
+    class Handler(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             calls.append(body)
-            if len(calls) <= 2:
-                self.send_response(429 if len(calls) == 1 else 503)
+            status, payload = reply(body, calls)
+            self.send_response(status)
+            if payload is None:
                 self.end_headers()
                 return
-            payload = json.dumps({"choices": [{"text": "Step 1: 1+1=2\nAnswer: 2", "finish_reason": "stop"}]})
-            self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
-            self.wfile.write(payload.encode())
+            self.wfile.write(json.dumps(payload).encode())
 
         def log_message(self, *args):
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Flaky)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", model="m", backoff=0.01)
-        out = backend.generate(["Problem: 1+1"], SamplingParams(max_new_tokens=20, stop=("\n",)))
+        yield f"http://127.0.0.1:{server.server_port}/v1", calls
     finally:
         server.shutdown()
+
+
+def test_retries_with_backoff_on_overload():
+    def flaky(body, calls):
+        if len(calls) <= 2:
+            return (429 if len(calls) == 1 else 503), None
+        return 200, {"choices": [{"text": "Step 1: 1+1=2\nAnswer: 2", "finish_reason": "stop"}]}
+
+    with fake_server(flaky) as (url, calls):
+        backend = OpenAIBackend(url, model="m", backoff=0.01)
+        out = backend.generate(["Problem: 1+1"], SamplingParams(max_new_tokens=20, stop=("\n",)))
     assert len(calls) == 3 and calls[-1]["prompt"] == "Problem: 1+1" and calls[-1]["max_tokens"] == 20
     assert out[0][0].text == "Step 1: 1+1=2\n"  # cut after the stop string
 
 
 def test_openai_score_sums_the_echoed_log_probabilities_of_the_continuation():
-    import json
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    def echo(body, calls):  # the prompt one character per token, each with log-prob -0.5
+        text = body["prompt"] + "X"  # and one generated token, which is not part of the score
+        logprobs = {"tokens": list(text), "text_offset": list(range(len(text))),
+                    "token_logprobs": [None] + [-0.5] * (len(text) - 1)}
+        return 200, {"choices": [{"text": text, "logprobs": logprobs, "finish_reason": "length"}]}
 
-    calls = []
-
-    class Echo(BaseHTTPRequestHandler):  # echoes the prompt one character per token, each with log-prob -0.5
-        def do_POST(self):  # noqa: N802
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            calls.append(body)
-            text = body["prompt"] + "X"  # and one generated token, which is not part of the score
-            logprobs = {"tokens": list(text), "text_offset": list(range(len(text))),
-                        "token_logprobs": [None] + [-0.5] * (len(text) - 1)}
-            payload = json.dumps({"choices": [{"text": text, "logprobs": logprobs, "finish_reason": "length"}]})
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(payload.encode())
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        backend = OpenAIBackend(f"http://127.0.0.1:{server.server_port}/v1", model="m", backoff=0.01)
+    with fake_server(echo) as (url, calls):
+        backend = OpenAIBackend(url, model="m", backoff=0.01)
         scores = backend.score(["Problem: 1+1\nStep 1:", "Q"], [" 1+1=2 |", "ab"])
-    finally:
-        server.shutdown()
     assert scores == pytest.approx([-0.5 * 8, -1.0])
     assert all(c["echo"] is True for c in calls)  # requests go out concurrently, in any order
     assert sorted(c["prompt"] for c in calls) == ["Problem: 1+1\nStep 1: 1+1=2 |", "Qab"]
