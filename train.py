@@ -14,6 +14,7 @@ import sys
 
 from omegaconf import OmegaConf
 
+from core.registry import RegistryError
 from pipeline import ConfigError, load_config, run_stages
 
 
@@ -30,7 +31,7 @@ def main(argv: list[str]) -> int:
         return 0
     try:
         summary = run_stages(cfg)
-    except ConfigError as err:
+    except (ConfigError, RegistryError) as err:
         print(f"config error: {err}", file=sys.stderr)
         return 2
     print(f"\nrun folder: {cfg.run_dir} (stage summaries in stages/, results in results/)")

@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from agents.backends.base import Completion, LMBackend, SamplingParams
+from agents.backends import BACKENDS, load_backend
 from agents.prompts import PromptTemplate
-from envs.math_env import EpisodeRecord, Generation
+from core.episode import EpisodeRecord, Generation
+from core.protocols import LMBackend
+from core.sampling import Completion, SamplingParams
 
-__all__ = ["Actor", "SampledLine", "split_completion_lines"]
+__all__ = ["Actor", "ActorConfig", "SampledLine", "build_actor", "split_completion_lines"]
 
 
 @dataclass
@@ -145,3 +147,32 @@ class Actor:
             new_lines = split_completion_lines(self.backend.tokenizer, completion.token_ids, self.template)
             self._lines[id(record)][1].extend(new_lines)
         return self.template.decode(completion.text)
+
+
+@dataclass
+class ActorConfig:
+    """The actor's model, backend and sampling (the ``actor:`` config group's model keys)."""
+
+    backend: str = "hf"                # a name in agents.backends.BACKENDS: hf | openai | vllm
+    model: str | None = None           # a local folder or hub id (default: the run's warm-up checkpoint)
+    number_format: str = "reversed"    # how numbers are written in the model's text (agents/codec.py)
+    base_url: str = "http://127.0.0.1:8000/v1"   # backend=openai
+    served_model: str | None = None    # the model name the server knows (default: the checkpoint path)
+    max_new_tokens: int = 160
+    temperature: float = 0.0
+    top_p: float = 1.0
+    batch_size: int = 64
+    threads: int = 2
+
+
+def build_actor(cfg: ActorConfig, checkpoint: str | None = None, seed: int = 0) -> Actor:
+    """An :class:`Actor` over the backend ``cfg`` names, loading ``cfg.model`` or else ``checkpoint``."""
+    BACKENDS[cfg.backend]  # an unknown backend fails here, naming the valid ones
+    model = cfg.model or checkpoint
+    if not model:
+        raise ValueError("actor: no model to load; set actor.model or run the warmup stage")
+    backend = load_backend(cfg.backend, str(model), batch_size=cfg.batch_size, threads=cfg.threads,
+                           base_url=cfg.base_url, served_model=cfg.served_model)
+    sampling = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
+                              seed=seed)
+    return Actor(backend, PromptTemplate(number_format=cfg.number_format), sampling, action_unit="solution")

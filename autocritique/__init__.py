@@ -8,7 +8,6 @@ from autocritique.pipeline import (
                                    build_critique_dataset,
                                    dataset_provenance,
                                    read_dataset,
-                                   rows_to_examples,
                                    write_dataset,
 )
 from autocritique.refine_filter import FilterDecision, decide, refinement_filter
@@ -16,6 +15,6 @@ from autocritique.refine_filter import FilterDecision, decide, refinement_filter
 __all__ = [
     "Annotation", "Annotator", "AutoCritiqueConfig", "FilterDecision", "FlawedResponse", "LMAnnotator",
     "OracleAnnotator", "build_critique_dataset", "dataset_provenance", "decide", "located_errors", "prompted_errors",
-    "read_critique", "read_dataset", "refinement_filter", "rows_to_examples", "sample_responses", "training_form", "typed_errors",
+    "read_critique", "read_dataset", "refinement_filter", "sample_responses", "training_form", "typed_errors",
     "write_dataset",
 ]

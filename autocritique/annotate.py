@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autocritique.flawed import FlawedResponse
-from critics.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.sampling import SamplingParams
 from critics.oracle import OracleCritic
 from critics.paper_format import from_paper_text
 
@@ -99,7 +100,6 @@ class LMAnnotator:
     parse_failures: Counter = field(default_factory=Counter)
 
     def annotate(self, responses: Sequence[FlawedResponse]) -> list[Annotation]:
-        from agents.backends.base import SamplingParams
 
         sampling = self.sampling or SamplingParams(max_new_tokens=768, temperature=0.0)
         prompts = [self._prompt(r) for r in responses]

@@ -20,13 +20,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from envs.problems import Problem
+from core.problem import Problem
+from core.sampling import SamplingParams
+from critics.base import NullCritic
+from envs.math_env import EnvConfig
 from envs.synthetic import ALL_ERROR_KINDS, corrupt_solution
-from rewards.answer import is_answer_line
+from rewards.answer import is_answer_line, split_solution
+from rewards.steps import find_computations, format_number
 from rewards.verifier import verify_response
+from rollout.loop import rollout
 
 __all__ = ["FlawedResponse", "SOURCES", "sample_responses", "located_errors", "typed_errors", "text_errors",
-           "prompted_errors", "split_lines"]
+           "prompted_errors"]
 
 SOURCES = ("sampled", "located", "typed", "prompted", "reference")
 
@@ -51,24 +56,9 @@ class FlawedResponse:
         return verify_response("\n".join(self.steps), self.problem.answer).correct
 
 
-def split_lines(text: str) -> tuple[str, ...]:
-    """Solution text -> its non-empty lines, stopping after the answer line."""
-    lines = []
-    for raw in text.splitlines():
-        line = raw.strip()
-        if line:
-            lines.append(line)
-            if is_answer_line(line):
-                break
-    return tuple(lines)
-
-
 def sample_responses(problems: Sequence[Problem], actor: Any, samples_per_problem: int = 4,
                      batch_size: int = 64, seed: int = 0) -> list[FlawedResponse]:
     """The actor's own solutions (its sampling settings decide the temperature), through the environment."""
-    from critics.base import NullCritic
-    from envs.math_env import EnvConfig
-    from rollout.loop import rollout
 
     repeated = [p for p in problems for _ in range(samples_per_problem)]
     records = rollout(repeated, actor, NullCritic(), EnvConfig(max_refinements=0), batch_size=batch_size, seed=seed)
@@ -96,7 +86,6 @@ def text_errors(problems: Sequence[Problem], rng: random.Random) -> list[FlawedR
     number is changed with it, so the later steps build on the slip. Lines without a checkable computation
     are never chosen.
     """
-    from rewards.steps import find_computations, format_number
 
     out = []
     for problem in problems:
@@ -150,7 +139,6 @@ def prompted_errors(problems: Sequence[Problem], backend: Any, rng: random.Rando
     The prompt shows the reference steps before i and names the kind of error; the model's continuation becomes
     the response. Whether it really is wrong is left to the annotator and the verifier, as in the paper.
     """
-    from agents.backends.base import SamplingParams
 
     sampling = sampling or SamplingParams(max_new_tokens=512, temperature=0.7)
     seeds, prompts = [], []
@@ -165,7 +153,7 @@ def prompted_errors(problems: Sequence[Problem], backend: Any, rng: random.Rando
         seeds.append((problem, step, kind, tuple(lines[: step - 1])))
     out = []
     for (problem, step, kind, prefix), completions in zip(seeds, backend.generate(prompts, sampling)):
-        rest = split_lines(completions[0].text)
+        rest = split_solution(completions[0].text)
         if rest:
             out.append(FlawedResponse(problem, prefix + rest, "prompted", step, kind))
     return out
@@ -189,6 +177,6 @@ def _continue(actor: Any, seeds: list, prompts: list[str], source: str) -> list[
     sampling = replace(actor.sampling, n=1)
     out = []
     for (problem, bad, kept), completions in zip(seeds, actor.backend.generate(prompts, sampling)):
-        rest = split_lines(actor.template.decode(completions[0].text))
+        rest = split_solution(actor.template.decode(completions[0].text))
         out.append(FlawedResponse(problem, tuple(kept) + rest, source, bad.error_step, bad.kind))
     return out

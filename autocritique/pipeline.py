@@ -14,15 +14,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.actor import Actor
 from autocritique.annotate import Annotation, Annotator, OracleAnnotator
 from autocritique.flawed import FlawedResponse, located_errors, sample_responses, text_errors, typed_errors
 from autocritique.refine_filter import refinement_filter
-from critics.critique import Critique
-from envs.problems import Problem
+from core.critique import Critique
+from core.problem import Problem
 from envs.synthetic import ALL_ERROR_KINDS
 from storage import atomic_write_json, atomic_write_jsonl
 
-__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "write_dataset", "read_dataset", "rows_to_examples"]
+__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "write_dataset", "read_dataset"]
 
 
 @dataclass
@@ -129,7 +130,6 @@ def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: Auto
 def _with_temperature(actor: Any, temperature: float) -> Any:
     from dataclasses import replace
 
-    from agents.actor import Actor
 
     return Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=actor.sampling.seed),
                  actor.action_unit)
@@ -196,15 +196,3 @@ def read_dataset(path: str | Path) -> list[dict[str, Any]]:
                 raise ValueError(f"{path}:{number}: malformed critique row ({type(err).__name__}: {err})") from err
             rows.append(row)
     return rows
-
-
-def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any, render: Any = None) -> list[dict[str, str]]:
-    """Critique-model SFT examples: the critique prompt -> the critique as the model writes it (``render``,
-    by default the stepwise :func:`~critics.model_critic.model_text`)."""
-    from critics.model_critic import model_text
-
-    render = render or model_text
-    return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
-             "completion": template.critique_completion(
-                 render(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"], row.get("answer")))}
-            for row in rows]

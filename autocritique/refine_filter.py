@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autocritique.annotate import Annotation
-from autocritique.flawed import split_lines
+from core.sampling import SamplingParams
 from envs.math_env import feedback_summary
+from rewards.answer import split_solution
 from rewards.verifier import verify_response
 
 __all__ = ["FilterDecision", "decide", "refinement_filter"]
@@ -46,7 +47,6 @@ def decide(says_correct: bool, verifier_correct: bool, refinements: int, fixed: 
 def refinement_filter(annotations: Sequence[Annotation], actor: Any, samples: int = 2, threshold: float = 0.5,
                       temperature: float = 1.0, seed: int = 0) -> list[FilterDecision]:
     """One decision per annotation (dropped annotations stay dropped); refinements run in one batched call."""
-    from agents.backends.base import SamplingParams
 
     prompts, where = [], []
     for i, a in enumerate(annotations):
@@ -64,7 +64,7 @@ def refinement_filter(annotations: Sequence[Annotation], actor: Any, samples: in
         for (i, kept), completions in zip(where, actor.backend.generate(prompts, sampling)):
             answer = annotations[i].response.problem.answer
             for c in completions:
-                steps = kept + list(split_lines(actor.template.decode(c.text)))
+                steps = kept + list(split_solution(actor.template.decode(c.text)))
                 fixed[i] += verify_response("\n".join(steps), answer).correct
     decisions = []
     for i, a in enumerate(annotations):

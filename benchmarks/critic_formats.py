@@ -40,7 +40,8 @@ from critics import Critique, ModelCritic  # noqa: E402
 from critics.model_critic import model_text, stated_value  # noqa: E402
 from envs import SyntheticArithmetic  # noqa: E402
 from evaluation import write_results  # noqa: E402
-from evaluation.critic_eval import collect_eval_solutions, format_critic_table, score_critic  # noqa: E402
+from evaluation.critic_eval import collect_eval_solutions, score_critic  # noqa: E402
+from evaluation.report import format_critic_table  # noqa: E402
 from trainers.critic_sft import CriticSFTConfig, train_tiny_critic  # noqa: E402
 
 

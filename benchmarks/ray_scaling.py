@@ -17,13 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agents import Actor, PromptTemplate, SamplingParams  # noqa: E402
+from agents import Actor, ActorConfig, PromptTemplate, SamplingParams  # noqa: E402
 from agents.backends.hf import HFBackend  # noqa: E402
+from critics.registry import CriticConfig  # noqa: E402
 from envs import SyntheticArithmetic  # noqa: E402
 from rollout.ray_pool import LocalRolloutRunner, RayConfig, RayRolloutPool, WorkerSpec  # noqa: E402
 from storage import atomic_write_json  # noqa: E402
 
-CRITICS = {"oracle": {"name": "oracle"}}
+CRITICS = {"oracle": CriticConfig(name="oracle")}
 ENV = {"max_refinements": 1}
 
 
@@ -55,7 +56,8 @@ def main() -> None:
     rows.append({"setting": f"in-process loop ({args.local_threads} threads)", "workers": 0, "seconds": seconds,
                  "correct": correct})
     for workers in (1, 2):
-        spec = WorkerSpec(args.checkpoint, "reversed", sampling, CRITICS, ENV, args.batch_size, args.threads)
+        spec = WorkerSpec(args.checkpoint, ActorConfig(number_format="reversed"), sampling, CRITICS, ENV, args.batch_size,
+                          args.threads)
         pool = RayRolloutPool(RayConfig(num_workers=workers, threads_per_worker=args.threads), spec)
         seconds, correct = timed(pool, problems, sampling)
         pool.shutdown()

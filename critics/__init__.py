@@ -1,7 +1,8 @@
 """Critics: one protocol, one critique format, and the critics that implement them."""
 
-from critics.base import BaseCritic, Critic, NullCritic, RandomStepCritic
-from critics.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.protocols import Critic
+from critics.base import BaseCritic, NullCritic, RandomStepCritic
 from critics.model_critic import ModelCritic
 from critics.oracle import OracleCritic
 

@@ -1,27 +1,15 @@
-"""The one critic protocol every critic implements."""
+"""The base of the critics here, and the two trivial ones (the protocol is :class:`core.Critic`)."""
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from critics.critique import Critique
-
-if TYPE_CHECKING:  # critics sit below envs; the Problem type is only needed for annotations
-    from envs.problems import Problem
+from core.critique import Critique, StepJudgement
+from core.problem import Problem
+from core.protocols import Critic
 
 __all__ = ["Critic", "BaseCritic", "NullCritic", "RandomStepCritic"]
-
-
-@runtime_checkable
-class Critic(Protocol):
-    """Step-level feedback on a solution; ``steps`` are the solution's lines so far (answer line last)."""
-
-    name: str
-
-    def critique(self, problem: Problem, steps: Sequence[str]) -> Critique: ...
-
-    def critique_batch(self, problems: Sequence[Problem], steps: Sequence[Sequence[str]]) -> list[Critique]: ...
 
 
 class BaseCritic:
@@ -58,13 +46,9 @@ class RandomStepCritic(BaseCritic):
     name = "random"
 
     def __init__(self, p_wrong: float = 0.5, seed: int = 0):
-        import random
-
         self.p_wrong, self.rng = p_wrong, random.Random(seed)
 
     def critique(self, problem: Problem, steps: Sequence[str]) -> Critique:
-        from critics.critique import StepJudgement
-
         if not steps or self.rng.random() >= self.p_wrong:
             return Critique(tuple(StepJudgement(k, True) for k in range(1, len(steps) + 1)))
         k = self.rng.randint(1, len(steps))

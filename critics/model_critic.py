@@ -37,13 +37,14 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
+from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.problem import Problem
+from core.sampling import SamplingParams
 from critics.base import BaseCritic, check_batch
-from critics.critique import Critique, CritiqueParseError, StepJudgement
-
-if TYPE_CHECKING:
-    from envs.problems import Problem
+from rewards.answer import extract_answer, is_answer_line
+from rewards.steps import find_computations, format_number
 
 __all__ = ["ModelCritic", "ModelLine", "model_text", "model_lines", "parse_model_text", "parse_whole_critique",
            "stated_value", "side_by_side", "judged_line"]
@@ -92,9 +93,6 @@ class ModelLine(NamedTuple):
 def stated_value(line: str) -> str | None:
     """What a solution line states, as the critic quotes it: the last computation (``2+9=11``), or the answer
     of an answer line; ``None`` for a line with neither (it is not judged)."""
-    from rewards.answer import extract_answer, is_answer_line
-    from rewards.steps import find_computations, format_number
-
     if is_answer_line(line):
         found = extract_answer(line, allow_last_number=True)
         return found.text if found else ""
@@ -212,8 +210,6 @@ class ModelCritic(BaseCritic):
 
     def __init__(self, backend: Any, template: Any, max_new_tokens: int = 64, verdicts: str = "model",
                  generation: str = "stepwise", accept_probability: float = 0.1):
-        from agents.backends.base import SamplingParams
-
         if verdicts not in VERDICTS:
             raise ValueError(f"verdicts must be one of {', '.join(VERDICTS)}, got {verdicts!r}")
         if generation not in ("stepwise", "whole"):
@@ -352,8 +348,6 @@ class ModelCritic(BaseCritic):
 
 
 def _is_answer(line: str) -> bool:
-    from rewards.answer import is_answer_line
-
     return is_answer_line(line)
 
 

@@ -20,15 +20,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import TYPE_CHECKING
 
+from core.critique import Critique, StepJudgement
+from core.problem import Problem
 from critics.base import BaseCritic
-from critics.critique import Critique, StepJudgement
 from rewards.answer import answers_equal, extract_answer, is_answer_line
 from rewards.steps import Computation, find_computations, format_number
-
-if TYPE_CHECKING:  # critics sit below envs; the Problem type is only needed for annotations
-    from envs.problems import Problem
 
 __all__ = ["OracleCritic"]
 

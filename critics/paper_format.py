@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from critics.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement
 
 __all__ = ["PaperCritique", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca", "from_row",
            "CRITIC_INSTRUCTION"]

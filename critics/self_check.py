@@ -9,15 +9,14 @@ systematic greedy mistakes: asked again, the actor makes them again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from core.critique import Critique, StepJudgement
+from core.problem import Problem
+from core.sampling import SamplingParams
 from critics.base import BaseCritic, check_batch
-from critics.critique import Critique, StepJudgement
 from rewards.answer import answers_equal, extract_answer, is_answer_line
 from rewards.steps import find_computations, format_number
-
-if TYPE_CHECKING:
-    from envs.problems import Problem
 
 __all__ = ["SelfCheckCritic"]
 
@@ -28,8 +27,6 @@ class SelfCheckCritic(BaseCritic):
     name = "self"
 
     def __init__(self, backend: Any, template: Any, max_new_tokens: int = 32):
-        from agents.backends.base import SamplingParams
-
         self.backend, self.template = backend, template
         self.sampling = SamplingParams(max_new_tokens=max_new_tokens, stop=("\n",))
 

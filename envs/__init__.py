@@ -2,9 +2,11 @@
 
 import gymnasium
 
+from core.episode import EpisodeRecord
+from core.problem import ANSWER_PREFIX, ListProblemSource, Problem, ProblemSource, answer_line
 from envs.datasets import DatasetFormatError, load_gsm8k, load_math
-from envs.math_env import EnvConfig, EpisodeRecord, MathReasoningEnv, feedback_summary, run_episode
-from envs.problems import ANSWER_PREFIX, ListProblemSource, Problem, ProblemSource, answer_line
+from envs.math_env import EnvConfig, MathReasoningEnv, feedback_summary, run_episode
+from envs.scripted import ScriptedActor
 from envs.synthetic import ERROR_KINDS, CorruptedSolution, SyntheticArithmetic, corrupt_solution
 
 ENV_ID = "critique_gym/MathReasoning-v0"
@@ -24,6 +26,7 @@ __all__ = [
     "MathReasoningEnv",
     "Problem",
     "ProblemSource",
+    "ScriptedActor",
     "SyntheticArithmetic",
     "answer_line",
     "corrupt_solution",

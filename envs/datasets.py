@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from envs.problems import ListProblemSource, Problem, answer_line
+from core.problem import ListProblemSource, Problem, answer_line
 
 __all__ = ["DatasetFormatError", "default_data_dir", "load_gsm8k", "load_math", "read_jsonl_problems"]
 

@@ -25,24 +25,25 @@ from __future__ import annotations
 
 import string
 import unicodedata
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import gymnasium as gym
 from gymnasium import spaces
 
-from critics.base import Critic, NullCritic
-from critics.critique import Critique
-from envs.problems import Problem, ProblemSource
-from rewards.answer import is_answer_line
-from rewards.verifier import VerificationResult, verify_response
+from core.critique import Critique
+from core.episode import Attempt, EpisodeRecord
+from core.problem import ProblemSource
+from core.protocols import Critic
+from core.verification import VerificationResult
+from critics.base import NullCritic
+from envs.synthetic import SyntheticArithmetic
+from rewards.answer import is_answer_line, solution_lines
+from rewards.verifier import verify_response
 
 __all__ = [
     "CHARSET",
-    "Attempt",
     "EnvConfig",
-    "EpisodeRecord",
-    "Generation",
     "PendingStep",
     "MathReasoningEnv",
     "feedback_summary",
@@ -106,68 +107,6 @@ class PendingStep:
     action_truncated: bool
 
 
-@dataclass
-class Generation:
-    """One model call of an episode: the exact token ids it was prompted with and sampled (for trainers)."""
-
-    prompt_ids: list[int]
-    completion_ids: list[int]
-    logprobs: list[float] | None = None
-    retokenized: bool = False  # some prompt ids came from re-encoding text, not from earlier samples
-
-
-@dataclass
-class Attempt:
-    """A solution the critic reviewed; ``cut_at`` is the step it was cut back to (None: it stood)."""
-
-    steps: list[str]
-    critique: Critique
-    cut_at: int | None
-
-
-@dataclass
-class EpisodeRecord:
-    """Everything that happened in one episode, structured so trainers never re-parse text."""
-
-    problem: Problem
-    steps: list[str] = field(default_factory=list)
-    attempts: list[Attempt] = field(default_factory=list)
-    actions: list[str] = field(default_factory=list)
-    action_errors: list[str] = field(default_factory=list)
-    generations: list[Generation] = field(default_factory=list)  # filled by model actors
-    refinement_rounds: int = 0
-    turns: int = 0
-    final_answer: str | None = None
-    verification: VerificationResult | None = None
-    total_reward: float = 0.0
-    done: bool = False
-
-    @property
-    def critiques(self) -> list[Critique]:
-        return [a.critique for a in self.attempts]
-
-    @property
-    def correct(self) -> bool:
-        return self.verification is not None and self.verification.correct
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "problem": self.problem.to_dict(),
-            "steps": list(self.steps),
-            "attempts": [{"steps": a.steps, "critique": a.critique.to_dict(), "cut_at": a.cut_at}
-                         for a in self.attempts],
-            "actions": list(self.actions),
-            "action_errors": list(self.action_errors),
-            "generations": [asdict(g) for g in self.generations],
-            "refinement_rounds": self.refinement_rounds,
-            "turns": self.turns,
-            "final_answer": self.final_answer,
-            "verification": asdict(self.verification) if self.verification else None,
-            "correct": self.correct,
-            "total_reward": self.total_reward,
-        }
-
-
 class MathReasoningEnv(gym.Env):
     """A math problem as an episode: the actor writes steps, a critic gives feedback, the verifier rewards."""
 
@@ -182,8 +121,6 @@ class MathReasoningEnv(gym.Env):
         **config_overrides: Any,
     ):
         if problems is None:
-            from envs.synthetic import SyntheticArithmetic
-
             problems = SyntheticArithmetic()
         if len(problems) == 0:
             raise ValueError("MathReasoningEnv needs a non-empty problem source")
@@ -257,8 +194,10 @@ class MathReasoningEnv(gym.Env):
         record, c = self.record, self.config
         reward = -c.invalid_action_penalty if (pending.action_error or pending.action_truncated) else 0.0
         answered, refined = pending.answered, False
+        # a finished solution is verified once, here: the attempt keeps the result, and so does the record
+        verification = verify_response("\n".join(pending.steps), record.problem.answer) if answered else None
         if pending.needs_critique:
-            refined = self._apply_critique(critique)
+            refined = self._apply_critique(critique, verification)
             self._feedback = feedback_summary(critique) if refined else ""
             if refined:
                 reward -= c.refinement_penalty
@@ -268,7 +207,7 @@ class MathReasoningEnv(gym.Env):
         terminated = answered
         truncated = not terminated and record.turns >= c.max_turns
         if terminated:
-            reward += self._finish()
+            reward += self._finish(verification)
         record.done = terminated or truncated
         record.total_reward += reward
         if self.render_mode == "human":
@@ -303,7 +242,7 @@ class MathReasoningEnv(gym.Env):
         truncated = len(action) > self.config.max_action_chars
         if truncated:
             action = action[: self.config.max_action_chars]
-        lines = [line.strip() for line in action.replace("\r", "\n").split("\n") if line.strip()]
+        lines = solution_lines(action)
         if not lines:
             return [], "empty action", truncated
         kept = []
@@ -316,21 +255,21 @@ class MathReasoningEnv(gym.Env):
             error = (error + "; " if error else "") + "text after the answer line ignored"
         return kept, error, truncated
 
-    def _apply_critique(self, critique: Critique) -> bool:
+    def _apply_critique(self, critique: Critique, verification: VerificationResult | None) -> bool:
         """Record the critique; cut the solution back to the flagged step if a refinement round is left."""
         record = self.record
         first = critique.first_error_step
         can_refine = first is not None and record.refinement_rounds < self.config.max_refinements
-        record.attempts.append(Attempt(list(record.steps), critique, first - 1 if can_refine else None))
+        record.attempts.append(Attempt(list(record.steps), critique, first - 1 if can_refine else None, verification))
         if not can_refine:
             return False
         record.refinement_rounds += 1
         del record.steps[first - 1:]
         return True
 
-    def _finish(self) -> float:
+    def _finish(self, verification: VerificationResult) -> float:
         record = self.record
-        record.verification = verify_response("\n".join(record.steps), record.problem.answer)
+        record.verification = verification
         record.final_answer = record.verification.extracted
         return self.config.correct_reward if record.verification.correct else 0.0
 

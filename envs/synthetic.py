@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from envs.problems import Problem, answer_line
+from core.problem import Problem, answer_line
 from rewards.steps import format_number
 
 __all__ = [

@@ -20,12 +20,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agents.actor import Actor
 from autocritique.flawed import sample_responses, typed_errors
-from critics.critique import Critique
+from core.critique import Critique
+from core.problem import Problem
 from critics.oracle import OracleCritic
-from envs.problems import Problem
+from rewards.verifier import verify_response
 
-__all__ = ["LabeledSolution", "label", "collect_eval_solutions", "score_critic", "CRITIC_COLUMNS", "format_critic_table"]
+__all__ = ["LabeledSolution", "label", "collect_eval_solutions", "score_critic"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,6 @@ class LabeledSolution:
 
 
 def label(problem: Problem, steps: Sequence[str], subset: str, oracle: OracleCritic | None = None) -> LabeledSolution:
-    from rewards.verifier import verify_response
 
     oracle = oracle or OracleCritic()
     wrong = not verify_response("\n".join(steps), problem.answer).correct
@@ -53,7 +54,6 @@ def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature:
                            ) -> dict[str, list[LabeledSolution]]:
     """The three labelled sets for ``problems`` (held-out ones): ``samples_per_problem`` natural samples per
     problem, one greedy solution, one injected-or-reference solution."""
-    from agents.actor import Actor
 
     oracle = OracleCritic()
     sets: dict[str, list[LabeledSolution]] = {}
@@ -102,29 +102,3 @@ def score_critic(critiques: Sequence[Critique], solutions: Sequence[LabeledSolut
 
 def _r(x: float | None) -> float | None:
     return None if x is None else round(x, 4)
-
-
-CRITIC_COLUMNS = [
-    ("natural", "balanced_accuracy", "natural: bal. acc."),
-    ("natural", "f1_wrong", "natural: F1 wrong"),
-    ("natural", "location_accuracy", "natural: located"),
-    ("injected", "balanced_accuracy", "injected: bal. acc."),
-    ("injected", "location_accuracy", "injected: located"),
-    ("greedy", "recall_wrong", "greedy mistakes caught"),
-    ("greedy", "location_accuracy", "greedy: located"),
-    ("greedy", "recall_right", "greedy right passed"),
-]
-
-
-def format_critic_table(scores: dict[str, dict[str, dict[str, Any]]], title: str = "") -> str:
-    """``scores[critic][subset] -> score_critic(...)`` as a markdown table."""
-    head = "| critic | " + " | ".join(c[2] for c in CRITIC_COLUMNS) + " |"
-    lines = [f"**{title}**", ""] if title else []
-    lines += [head, "|" + "---|" * (len(CRITIC_COLUMNS) + 1)]
-    for name, by_subset in scores.items():
-        cells = []
-        for subset, key, _ in CRITIC_COLUMNS:
-            value = by_subset.get(subset, {}).get(key)
-            cells.append("–" if value is None else f"{value:.2f}")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)

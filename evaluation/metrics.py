@@ -6,9 +6,9 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from envs.math_env import EpisodeRecord
+from core.episode import EpisodeRecord
 
-__all__ = ["accuracy_by_difficulty", "format_table"]
+__all__ = ["accuracy_by_difficulty"]
 
 
 def accuracy_by_difficulty(records: Iterable[EpisodeRecord]) -> dict[str, Any]:
@@ -24,18 +24,3 @@ def accuracy_by_difficulty(records: Iterable[EpisodeRecord]) -> dict[str, Any]:
 def _cell(values: Sequence[bool]) -> dict[str, Any]:
     n = len(values)
     return {"n": n, "correct": sum(values), "accuracy": round(sum(values) / n, 4) if n else None}
-
-
-def format_table(rows: dict[str, dict[str, Any]], columns: Sequence[str], title: str = "") -> str:
-    """A markdown table: one row per entry of ``rows``, one column per difficulty (``accuracy`` cells)."""
-    head = "| " + " | ".join(["", *columns]) + " |"
-    sep = "|" + "---|" * (len(columns) + 1)
-    lines = [f"**{title}**", ""] if title else []
-    lines += [head, sep]
-    for name, cells in rows.items():
-        vals = []
-        for c in columns:
-            cell = cells.get(c)
-            vals.append(f"{cell['accuracy']:.2f}" if cell and cell.get("accuracy") is not None else "–")
-        lines.append("| " + " | ".join([name, *vals]) + " |")
-    return "\n".join(lines)

@@ -10,16 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
-from envs.math_env import EpisodeRecord
-from envs.problems import Problem
+from core.episode import EpisodeRecord
 from evaluation.voting import Sample, choose
-from rewards.verifier import verify_response
 
-__all__ = ["RoundOutcome", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched",
-           "PresampledActor", "replicate"]
+__all__ = ["RoundOutcome", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched"]
 
 
 @dataclass(frozen=True)
@@ -41,8 +38,9 @@ def rounds_of(record: EpisodeRecord, max_rounds: int) -> list[RoundOutcome]:
             tokens += len(record.generations[r].completion_ids)
         tokens += int(attempt.critique.extras.get("tokens", 0))
         scored += int(attempt.critique.extras.get("scored_tokens", 0))
-        result = verify_response("\n".join(attempt.steps), record.problem.answer)
-        outcomes.append(RoundOutcome(result.correct, result.extracted, tokens, attempt.critique.is_correct, scored))
+        result = attempt.verification
+        outcomes.append(RoundOutcome(attempt.correct, result.extracted if result else None, tokens,
+                                     attempt.critique.is_correct, scored))
     if not outcomes:  # no attempt reviewed (e.g. an action error ended it): the final state is round 0
         tokens = sum(len(g.completion_ids) for g in record.generations)
         outcomes.append(RoundOutcome(record.correct, record.final_answer, tokens, True))
@@ -85,7 +83,7 @@ def _acc(values: Sequence[bool]) -> dict[str, Any]:
 
 
 def samples_of(records: Sequence[EpisodeRecord], k_max: int, rounds: int = 0) -> dict[str, list[Sample]]:
-    """Group the records of replicated problems (see :func:`replicate`) into per-problem sample lists.
+    """Group the records of replicated problems (see :func:`core.problem.replicate`) into per-problem sample lists.
 
     ``rounds`` picks the outcome after that many refinements (0: the samples as drawn, with the critic's
     verdict on them). Token counts include every round up to it.
@@ -137,36 +135,3 @@ def budget_matched(samples: dict[str, list[Sample]], budget_per_problem: float, 
               if levels is None or str(difficulty[pid]) in levels]
     return {"k": k, "accuracy": round(sum(chosen) / len(chosen), 4) if chosen else None, "capped": bought > drawn,
             "budget_per_problem": round(budget_per_problem, 1), "tokens_per_sample": round(per_sample, 1)}
-
-
-def replicate(problems: Sequence[Problem], k: int) -> list[Problem]:
-    """k copies of each problem with distinct ids (``<id>#<j>``) that remember the original."""
-    return [replace(p, id=f"{p.id}#{j}", metadata={**p.metadata, "replica_of": p.id})
-            for p in problems for j in range(k)]
-
-
-class PresampledActor:
-    """Plays given first solutions, then lets a model actor refine them: every critic sees the same samples.
-
-    ``first`` maps a problem id to the record it was sampled in; its solution is played as the first action and
-    its generation is copied into the new record, so token counts stay aligned with the rounds.
-    """
-
-    def __init__(self, first: dict[str, EpisodeRecord], actor: Any):
-        self.first, self.actor = first, actor
-
-    def act_batch(self, observations: Sequence[dict[str, str]], infos: Sequence[dict[str, Any]]) -> list[str]:
-        actions: list[str | None] = [None] * len(infos)
-        ask = []
-        for i, info in enumerate(infos):
-            record = info["record"]
-            if not record.attempts and not record.steps and record.problem.id in self.first:
-                sampled = self.first[record.problem.id]
-                record.generations.extend(sampled.generations[:1])
-                actions[i] = "\n".join(sampled.attempts[0].steps if sampled.attempts else sampled.steps)
-            else:
-                ask.append(i)
-        if ask:
-            for i, action in zip(ask, self.actor.act_batch([observations[i] for i in ask], [infos[i] for i in ask])):
-                actions[i] = action
-        return actions  # type: ignore[return-value]

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from envs.math_env import EpisodeRecord
+from core.episode import EpisodeRecord
 
 __all__ = ["Tracker", "EPISODE_COLUMNS", "episode_rows"]
 

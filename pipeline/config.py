@@ -1,4 +1,5 @@
-"""Loading the Hydra config for ``train.py``, with errors that name the bad key and list the valid ones.
+"""Loading the Hydra config for ``train.py`` into the typed :class:`~pipeline.schema.RunConfig`, with errors that
+name the bad key and list the valid ones.
 
 ``train.py`` composes its config with Hydra's compose API rather than ``@hydra.main``: the run folder is the
 project's own (stages cache and resume inside ``run_dir``), and a typo can be answered with the list of valid
@@ -12,6 +13,9 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.schema import RunConfig, register_schema
 
 __all__ = ["CONFIG_DIR", "ConfigError", "load_config", "config_groups"]
 
@@ -43,7 +47,9 @@ def _split_override(override: str) -> tuple[str, str]:
     return key.strip(), value
 
 
-def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> DictConfig:
+def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> RunConfig:
+    """The composed config as a :class:`RunConfig` (every section its own dataclass)."""
+    register_schema()
     overrides = list(overrides or [])
     groups = config_groups(config_dir)
     group_overrides, value_overrides = [], []
@@ -60,19 +66,22 @@ def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DI
             value_overrides.append((key, override))
     try:
         base = _compose(group_overrides, config_dir)
-    except HydraException as err:
+    except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(str(err)) from err
     for key, _ in value_overrides:
         _check_key(base, key)
     try:
         cfg = _compose(group_overrides + [o for _, o in value_overrides], config_dir)
-    except HydraException as err:
+    except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(f"{err}") from err
     missing = sorted(OmegaConf.missing_keys(cfg))
     if missing:
         raise ConfigError(f"required key(s) not set: {', '.join(missing)} (e.g. {missing[0]}=...)")
     OmegaConf.resolve(cfg)
-    return cfg
+    try:
+        return OmegaConf.to_object(cfg)
+    except (ValueError, OmegaConfBaseException) as err:  # a dataclass's own check (__post_init__)
+        raise ConfigError(str(err).split("\n")[0]) from err
 
 
 def _check_key(cfg: DictConfig, dotted: str) -> None:

@@ -1,111 +1,72 @@
-"""The training-time supervision stage: critique-in-the-loop vs vanilla self-improvement (and GRPO) at equal budget."""
+"""The training-time supervision stage: critique-in-the-loop vs vanilla self-improvement (and GRPO) at equal budget.
+
+Every algorithm in ``self_improve.algorithms`` (trainers/registry.py) starts from the same warm-up actor and
+runs on the same rollout runner kind: Ray workers (``ray.enabled``) or in-process, both given every critic an
+algorithm may name.
+"""
 
 from __future__ import annotations
 
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-
-from pipeline.checkpoints import actor_checkpoint, critic_checkpoint
+from agents.actor import Actor
+from core.protocols import RolloutRunner
+from core.registry import RegistryError
+from critics.registry import CRITICS, CriticConfig
+from evaluation.report import self_improve_tables
 from pipeline.config import ConfigError
-from pipeline.factory import TRAINED_CRITIC_VERDICTS, make_actor, trained_critic_config
+from pipeline.context import Run
+from rollout.ray_pool import LocalRolloutRunner, RayRolloutPool, WorkerSpec
+from trainers.registry import ALGORITHMS
+from trainers.self_improve import SelfImproveConfig
 
-__all__ = ["self_improve", "ALGORITHMS"]
-
-ALGORITHMS = ("critique", "rft", "grpo", "grpo_critic")
-
-
-def _critic_configs(cfg: DictConfig) -> dict[str, dict[str, Any]]:
-    configs: dict[str, dict[str, Any]] = {"none": {"name": "none"}, "oracle": {"name": "oracle"},
-                                          "self": {"name": "self"}}
-    if critic_checkpoint(cfg) is not None:
-        for variant in TRAINED_CRITIC_VERDICTS:
-            configs[variant] = {**trained_critic_config(cfg, variant), "threads": int(cfg.ray.threads_per_worker)}
-    return configs
+__all__ = ["self_improve"]
 
 
-def _runner(cfg: DictConfig, actor: Any, critics: dict[str, dict[str, Any]]) -> Any:
-    from rollout.ray_pool import LocalRolloutRunner, RayConfig, RayRolloutPool, WorkerSpec
+def _critic_settings(run: Run) -> dict[str, CriticConfig]:
+    """Every registered critic the runner can build (trained ones only when there is a critique model)."""
+    out = {}
+    for name in CRITICS:
+        entry = CRITICS[name]
+        if entry.trained and run.critic_checkpoint is None:
+            continue
+        settings = run.critic_settings(name)
+        out[name] = replace(settings, threads=run.cfg.ray.threads_per_worker) if entry.trained else settings
+    return out
 
-    r = cfg.ray
+
+def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig]) -> RolloutRunner:
+    r, a = run.cfg.ray, run.cfg.actor
     if not r.enabled:
-        return LocalRolloutRunner(actor, critics, batch_size=int(cfg.actor.batch_size))
-    settings = OmegaConf.to_container(r, resolve=True)
-    settings.pop("enabled")
-    config = RayConfig.from_dict(settings)
-    spec = WorkerSpec(actor_checkpoint(cfg), str(cfg.actor.number_format), actor.sampling, critics, {},
-                      int(cfg.actor.batch_size), config.threads_per_worker)
-    return RayRolloutPool(config, spec)
+        return LocalRolloutRunner(actor, critics, batch_size=a.batch_size, seed=run.seed)
+    spec = WorkerSpec(run.actor_checkpoint, a, actor.sampling, critics, {}, a.batch_size, r.threads_per_worker,
+                      run.seed)
+    return RayRolloutPool(r, spec, local_actor=actor)
 
 
-def self_improve(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    from evaluation import write_results
-    from trainers.grpo import GRPOBaseline, GRPOBaselineConfig
-    from trainers.self_improve import SelfImproveConfig, SelfImprover
-
-    s = OmegaConf.to_container(cfg.self_improve, resolve=True)
-    algorithms = s.pop("algorithms")
-    grpo = s.pop("grpo")
-    unknown = [a for a in algorithms if a not in ALGORITHMS]
-    if unknown:
-        raise ConfigError(f"unknown self_improve algorithm(s) {unknown}; valid: {', '.join(ALGORITHMS)}")
-    p = cfg.problems
-    if p.name == "synthetic":
-        s.update(min_steps=int(p.min_steps), max_steps=int(p.max_steps), max_operand=int(p.max_operand),
-                 max_value=int(p.max_value))
-    s.setdefault("seed", int(cfg.seed))
-    critics = _critic_configs(cfg)
-    if "critique" in algorithms and s["critic"] not in critics:
-        raise ConfigError(f"self_improve.critic={s['critic']!r} is not available; have {sorted(critics)} "
-                          "(critic 'model' needs the critic_training stage)")
+def self_improve(run: Run, s: SelfImproveConfig) -> dict[str, Any]:
+    try:
+        entries = {name: ALGORITHMS[name] for name in s.algorithms}
+    except RegistryError as err:
+        raise ConfigError(str(err)) from err
+    critics = _critic_settings(run)
+    if any(e.uses_critic for e in entries.values()) and s.critic not in critics:
+        raise ConfigError(f"self_improve.critic={s.critic!r} is not available; have {sorted(critics)} "
+                          "(a trained critic needs the critic_training stage)")
     histories: dict[str, list[dict[str, Any]]] = {}
-    for name in algorithms:
-        actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))  # every algorithm starts here
-        runner = _runner(cfg, actor, critics)
+    for name, entry in entries.items():
+        actor = run.actor()  # every algorithm starts here
+        runner = _runner(run, actor, critics)
         try:
-            if name.startswith("grpo"):
-                config = GRPOBaselineConfig.from_dict({**s, "beta": grpo["beta"],
-                                                       "grpo_learning_rate": grpo["learning_rate"],
-                                                       "critic_reward_weight": grpo["critic_reward_weight"]
-                                                       if name == "grpo_critic" else 0.0})
-                trainer: SelfImprover = GRPOBaseline(config, runner, actor, run_dir / "self_improve" / name, name=name)
-            else:
-                config = replace(SelfImproveConfig.from_dict(s), algorithm=name)
-                trainer = SelfImprover(config, runner, actor, run_dir / "self_improve" / name, name=name)
-            histories[name] = trainer.run(resume=bool(cfg.resume))
+            trainer = entry.cls(s, runner, actor, run.dir / "self_improve" / name, run.cfg.problems, algorithm=name,
+                                seed=run.seed)
+            histories[name] = [h.to_dict() for h in trainer.run(resume=run.cfg.resume)]
         finally:
             runner.shutdown()
-    tables = _tables(histories)
+    tables = self_improve_tables(histories)
     for md in tables.values():
         print(md + "\n")
-    write_results(run_dir / "results", "self_improve", {"self_improve": OmegaConf.to_container(cfg.self_improve,
-                                                                                               resolve=True),
-                                                        "ray": OmegaConf.to_container(cfg.ray, resolve=True)},
-                  {"history": histories}, tables)
+    run.write_results("self_improve", {"self_improve": s, "ray": run.cfg.ray}, {"history": histories}, tables)
     return {name: {k: h[-1].get(k) for k in ("heldout", "exploration", "diversity", "generations")}
             for name, h in histories.items()}
-
-
-def _tables(histories: dict[str, list[dict[str, Any]]]) -> dict[str, str]:
-    from evaluation import format_table
-
-    levels = list(next(iter(histories.values()))[0]["heldout"]["by_difficulty"])
-    rows = {}
-    for name, history in histories.items():
-        if not rows:
-            rows["start (warm-up actor)"] = {k: {"accuracy": v} for k, v in history[0]["heldout"]["by_difficulty"].items()}
-        last = history[-1]
-        rows[f"{name}, after {last['iteration']} iterations"] = {
-            k: {"accuracy": v} for k, v in last["heldout"]["by_difficulty"].items()}
-    held = format_table(rows, levels, title="Self-improvement: held-out greedy accuracy by difficulty")
-    lines = ["**Per iteration, at equal generation budget**", "",
-             "| algorithm | iteration | held-out | exploration | diversity | generations | tokens | seconds |",
-             "|---|---|---|---|---|---|---|---|"]
-    for name, history in histories.items():
-        for h in history[1:]:
-            lines.append(f"| {name} | {h['iteration']} | {h['heldout']['overall']:.3f} | {h.get('exploration', 0):.3f} | "
-                         f"{h.get('diversity', 0):.2f} | {h.get('generations', '–')} | {h.get('tokens', '–')} | "
-                         f"{h['seconds']} |")
-    return {"heldout": held, "iterations": "\n".join(lines)}

@@ -1,26 +1,37 @@
-"""The stages ``train.py`` runs, and the runner that caches each finished stage in the run folder."""
+"""The stages ``train.py`` runs, and the runner that caches each finished stage in the run folder.
+
+Each stage is ``run(run, section) -> summary``: :class:`~pipeline.context.Run` holds the typed config and the
+builders, ``section`` is the stage's own config (the ``Stage`` table names which).
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from gymnasium.utils.env_checker import check_env
-from omegaconf import DictConfig, OmegaConf
 
-from agents.scripted import ScriptedActor
-from critics import NullCritic
-from envs import SyntheticArithmetic, run_episode
-from pipeline.checkpoints import SHIPPED_ACTOR, actor_checkpoint, copy_checkpoint, critic_checkpoint
+from core.problem import ListProblemSource
+from critics.base import NullCritic
+from envs.math_env import MathReasoningEnv, run_episode
+from envs.registry import PROBLEM_SOURCES, build_source
+from envs.scripted import ScriptedActor
+from envs.synthetic import SyntheticArithmetic
+from evaluation.metrics import accuracy_by_difficulty
+from evaluation.report import format_table
+from pipeline.checkpoints import SHIPPED_ACTOR, copy_checkpoint
 from pipeline.config import ConfigError
+from pipeline.context import Run
 from pipeline.critic_stages import calibrate_critic, critic_training, critique_data, eval_critic
-from pipeline.factory import make_actor, make_critic, make_env, make_problem_source
+from pipeline.schema import ActorGroupConfig, DemoConfig, EnvCheckConfig, EvalConfig, RunConfig
 from pipeline.self_improve_stages import self_improve
 from pipeline.test_time_stages import eval_test_time
+from rollout.loop import RolloutStats, rollout
 from storage import atomic_write_json, read_json
+from trainers.sft import train_tiny_actor
 
 __all__ = ["STAGES", "Stage", "run_stages"]
 
@@ -28,46 +39,55 @@ __all__ = ["STAGES", "Stage", "run_stages"]
 @dataclass(frozen=True)
 class Stage:
     name: str
-    run: Callable[[DictConfig, Path], dict[str, Any]]
+    run: Callable[[Run, Any], dict[str, Any]]
+    section: str  # the RunConfig field the stage is given
     cached: bool  # a finished run is reused until asked to rerun (expensive stages: training)
     about: str
 
 
-def _env_check(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _configured_env(run: Run, problems: list | None = None, critic: Any = None) -> MathReasoningEnv:
+    """The configured environment (its problem source as configured), one line per action: scripted actors
+    write one step at a time."""
+    source = ListProblemSource(problems if problems is not None else build_source(run.cfg.problems),
+                               name=run.cfg.problems.name)
+    return MathReasoningEnv(source, critic if critic is not None else run.critic(), run.env_config(action_unit="step"))
+
+
+def _scripted_problems(run: Run, size: int, min_steps: int = 1, max_steps: int = 8) -> list:
+    """Problems a scripted actor can write with a mistake: the configured ones when they come with reference
+    programs (synthetic), else synthetic ones (said in the stage summary)."""
+    if run.generated:
+        return build_source(run.cfg.problems)
+    return SyntheticArithmetic(size=size, min_steps=min_steps, max_steps=max_steps, seed=run.seed, split="test")[:]
+
+
+def _env_check(run: Run, c: EnvCheckConfig) -> dict[str, Any]:
     """gymnasium's check_env on the configured env, then scripted episodes through it."""
-    cfg = _scripted(cfg)
-    critic = configured_critic(cfg)
-    env = make_env(cfg, critic=critic)
-    check_env(env, skip_render_check=True)
-    n = int(cfg.env_check.episodes)
-    # Scripted episodes need reference programs: use synthetic problems for them whatever `problems` is.
-    problems = make_problem_source(cfg.problems) if cfg.problems.name == "synthetic" else SyntheticArithmetic(
-        size=n, seed=int(cfg.seed), split="test")
-    results: dict[str, Any] = {"check_env": "passed", "critic": critic.name, "episodes": n}
+    critic = run.critic()
+    check_env(_configured_env(run, critic=critic), skip_render_check=True)
+    problems = _scripted_problems(run, c.episodes)
+    results: dict[str, Any] = {"check_env": "passed", "critic": critic.name, "episodes": c.episodes}
+    if not run.generated:
+        results["scripted_problems"] = "synthetic (scripted mistakes need reference programs)"
     for label, actor, episode_critic in (
         ("correct_solutions", ScriptedActor(), critic),
-        ("one_error_no_critic", ScriptedActor(error_step=2, seed=int(cfg.seed)), NullCritic()),
-        (f"one_error_with_{critic.name}", ScriptedActor(error_step=2, seed=int(cfg.seed)), critic),
+        ("one_error_no_critic", ScriptedActor(error_step=2, seed=run.seed), NullCritic()),
+        (f"one_error_with_{critic.name}", ScriptedActor(error_step=2, seed=run.seed), critic),
     ):
-        episode_env = make_env(cfg, problems=problems, critic=episode_critic)
-        records = [run_episode(episode_env, actor, options={"index": i % len(problems)}) for i in range(n)]
-        results[label] = {
-            "accuracy": sum(r.correct for r in records) / n,
-            "mean_refinement_rounds": sum(r.refinement_rounds for r in records) / n,
-        }
+        env = _configured_env(run, problems, episode_critic)
+        records = [run_episode(env, actor, options={"index": i % len(problems)}) for i in range(c.episodes)]
+        results[label] = {"accuracy": sum(r.correct for r in records) / c.episodes,
+                          "mean_refinement_rounds": sum(r.refinement_rounds for r in records) / c.episodes}
     return results
 
 
-def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _demo(run: Run, c: DemoConfig) -> dict[str, Any]:
     """Episodes shown step by step: a scripted actor with one mistake, and the configured critic."""
-    cfg = _scripted(cfg)
-    env = make_env(cfg, problems=SyntheticArithmetic(size=max(8, int(cfg.demo.episodes)), min_steps=3,
-                                                      max_steps=5, seed=int(cfg.seed), split="test")
-                   if cfg.problems.name != "synthetic" else None, critic=configured_critic(cfg))
-    actor = ScriptedActor(error_step=cfg.demo.error_step, error_kind=cfg.demo.error_kind, seed=int(cfg.seed))
+    env = _configured_env(run, _scripted_problems(run, max(8, c.episodes), 3, 5))
+    actor = ScriptedActor(error_step=c.error_step, error_kind=c.error_kind, seed=run.seed)
     shown = []
-    for episode in range(int(cfg.demo.episodes)):
-        observation, info = env.reset(seed=int(cfg.seed) + episode)
+    for episode in range(c.episodes):
+        observation, info = env.reset(seed=run.seed + episode)
         print(f"\n--- episode {episode + 1}: {info['problem_id']} (difficulty {info['difficulty']}) ---")
         print(f"problem : {observation['problem']}")
         while True:
@@ -83,35 +103,14 @@ def _demo(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 print(f"verifier: {v.reason if v else 'no answer'} -> reward {reward}")
                 break
         shown.append(info["record"].to_dict())
-    atomic_write_json(run_dir / "demo_episodes.json", shown)
+    atomic_write_json(run.dir / "demo_episodes.json", shown)
     return {"episodes": len(shown), "correct": sum(e["correct"] for e in shown)}
 
 
-def _scripted(cfg: DictConfig) -> DictConfig:
-    """The scripted actor writes one line per action."""
-    cfg = cfg.copy()
-    cfg.env.action_unit = "step"
-    return cfg
-
-
-def configured_critic(cfg: DictConfig, actor=None):
-    """The configured critic; ``self`` runs on the actor's model, ``model`` on the run's critique model."""
-    if cfg.critic.name == "self" and actor is None:
-        actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
-    critic_cfg = cfg.critic
-    if cfg.critic.name == "model":
-        critic_cfg = cfg.critic.copy()
-        critic_cfg.model = critic_checkpoint(cfg)
-    return make_critic(critic_cfg, actor=actor)
-
-
-def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _warmup(run: Run, a: ActorGroupConfig) -> dict[str, Any]:
     """The tiny actor: copied from the shipped checkpoint (``actor.init=shipped``) or trained by its recipe."""
-    from trainers.sft import ActorSFTConfig, train_tiny_actor
-
-    a = cfg.actor
-    out = run_dir / "actor"
-    if a.get("model"):
+    out = run.dir / "actor"
+    if a.model:
         return {"skipped": f"actor.model={a.model} is used as it is"}
     if a.init == "shipped":
         if not (SHIPPED_ACTOR / "model.safetensors").exists():
@@ -122,35 +121,28 @@ def _warmup(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         return {"init": "shipped", "checkpoint": str(out), **{k: recipe[k] for k in ("train_loss", "parameters")}}
     if a.init != "train":
         raise ConfigError(f"actor.init must be shipped or train, got {a.init!r}")
-    recipe = ActorSFTConfig.from_dict(OmegaConf.to_container(a.warmup, resolve=True))
-    print(f"[warmup] training the tiny actor from scratch: {recipe.train_steps} steps of {recipe.batch_size}")
-    summary = train_tiny_actor(recipe, out)
+    print(f"[warmup] training the tiny actor from scratch: {a.warmup.train_steps} steps of {a.warmup.batch_size}")
+    summary = train_tiny_actor(a.warmup, out)
     return {"init": "train", "checkpoint": str(out), "train_seconds": summary["train_seconds"],
             "train_loss": summary["train_loss"], "parameters": summary["parameters"]}
 
 
-def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _eval_actor(run: Run, e: EvalConfig) -> dict[str, Any]:
     """Accuracy of the actor alone by difficulty (and, with ``eval.with_critic``, with the configured critic's
     critique -> refine rounds), through the environment and the batched rollout."""
-    from critics import NullCritic
-    from envs import EnvConfig
-    from evaluation import accuracy_by_difficulty, format_table, write_results
-    from rollout import RolloutStats, rollout
-
-    actor = make_actor(cfg.actor, actor_checkpoint(cfg), seed=int(cfg.seed))
-    problems = eval_problems(cfg)
-    env_config = EnvConfig(**{**OmegaConf.to_container(cfg.env, resolve=True), "action_unit": "solution"})
-    decoding = "greedy" if float(cfg.actor.temperature) == 0 else f"T={cfg.actor.temperature}"
-    runs = [(f"actor ({cfg.actor.backend}, {decoding})", "accuracy", NullCritic())]
-    if cfg.eval.with_critic and cfg.critic.name != "none":
-        critic = configured_critic(cfg, actor=actor)
+    actor, a = run.actor(), run.cfg.actor
+    problems = run.eval_problems(e)
+    env_config = run.env_config(action_unit="solution")
+    decoding = "greedy" if a.temperature == 0 else f"T={a.temperature}"
+    runs = [(f"actor ({a.backend}, {decoding})", "accuracy", NullCritic())]
+    if e.with_critic and run.cfg.critic.name != "none":
+        critic = run.critic(actor)
         runs.append((f"+ {critic.name} critic, <= {env_config.max_refinements} refinements", "with_critic", critic))
     metrics: dict[str, Any] = {}
     rows = {}
     for label, key, critic in runs:
         stats = RolloutStats()
-        records = rollout(problems, actor, critic, env_config, batch_size=int(cfg.actor.batch_size),
-                          seed=int(cfg.seed), stats=stats)
+        records = rollout(problems, actor, critic, env_config, batch_size=a.batch_size, seed=run.seed, stats=stats)
         metrics[key] = accuracy_by_difficulty(records)
         metrics[f"{key}_cost"] = {"episodes": stats.episodes, "completion_tokens": stats.completion_tokens,
                                   "seconds": round(stats.seconds, 2)}
@@ -158,59 +150,53 @@ def _eval_actor(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     md = format_table(rows, list(metrics["accuracy"]["by_difficulty"]),
                       title="Actor accuracy by difficulty (number of steps)")
     print(md)
-    write_results(run_dir / "results", "eval_actor", {"actor": OmegaConf.to_container(cfg.actor, resolve=True),
-                                          "problems": OmegaConf.to_container(cfg.problems, resolve=True)},
-                  metrics, {"accuracy": md})
+    run.write_results("eval_actor", {"actor": a, "problems": run.cfg.problems}, metrics, {"accuracy": md})
     return metrics
-
-
-def eval_problems(cfg: DictConfig) -> list:
-    p = cfg.problems
-    if p.name == "synthetic":
-        levels = p.max_steps - p.min_steps + 1
-        source = make_problem_source(p, size=int(cfg.eval.problems_per_level) * levels, split="test")
-    else:
-        source = make_problem_source(p)
-    return list(source)[: cfg.eval.get("max_problems") or None]
 
 
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in (
-        Stage("env_check", _env_check, False, "gymnasium check_env + scripted episodes"),
-        Stage("demo", _demo, False, "an episode step by step with the configured critic"),
-        Stage("warmup", _warmup, True, "the tiny actor (shipped checkpoint or SFT from scratch)"),
-        Stage("eval_actor", _eval_actor, False, "actor accuracy by difficulty"),
-        Stage("critique_data", critique_data, True, "AutoMathCritique: flawed responses, critiques, refinement filter"),
-        Stage("critic_training", critic_training, True, "the critique model (shipped, or SFT on the critique data)"),
-        Stage("eval_critic", eval_critic, False, "critics' verdicts and error locations on held-out solutions"),
-        Stage("calibrate_critic", calibrate_critic, False, "the likelihood-gated critic's bound, on training problems"),
-        Stage("eval_test_time", eval_test_time, False, "test-time supervision: critique -> refine, voting, scaling"),
-        Stage("self_improve", self_improve, True, "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
+        Stage("env_check", _env_check, "env_check", False, "gymnasium check_env + scripted episodes"),
+        Stage("demo", _demo, "demo", False, "an episode step by step with the configured critic"),
+        Stage("warmup", _warmup, "actor", True, "the tiny actor (shipped checkpoint or SFT from scratch)"),
+        Stage("eval_actor", _eval_actor, "eval", False, "actor accuracy by difficulty"),
+        Stage("critique_data", critique_data, "autocritique", True,
+              "AutoMathCritique: flawed responses, critiques, refinement filter"),
+        Stage("critic_training", critic_training, "critic_training", True,
+              "the critique model (shipped, or SFT on the critique data)"),
+        Stage("eval_critic", eval_critic, "eval_critic", False,
+              "critics' verdicts and error locations on held-out solutions"),
+        Stage("calibrate_critic", calibrate_critic, "calibrate_critic", False,
+              "the likelihood-gated critic's bound, on training problems"),
+        Stage("eval_test_time", eval_test_time, "test_time", False,
+              "test-time supervision: critique -> refine, voting, scaling"),
+        Stage("self_improve", self_improve, "self_improve", True,
+              "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
     )
 }
 
 
-def run_stages(cfg: DictConfig) -> dict[str, Any]:
+def run_stages(cfg: RunConfig) -> dict[str, Any]:
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    rerun = set(cfg.rerun)
-    if "all" in rerun:
-        rerun = set(STAGES)
-    run_dir = Path(cfg.run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "config.json", OmegaConf.to_container(cfg, resolve=True))
+    if cfg.problems.name not in PROBLEM_SOURCES:
+        raise ConfigError(f"unknown problem source {cfg.problems.name!r}; valid: {', '.join(PROBLEM_SOURCES)}")
+    rerun = set(STAGES) if "all" in cfg.rerun else set(cfg.rerun)
+    run = Run(cfg, Path(cfg.run_dir))
+    run.dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run.dir / "config.json", asdict(cfg))
     summary = {}
     for name in cfg.stages:
-        stage, out = STAGES[name], run_dir / "stages" / f"{name}.json"
+        stage, out = STAGES[name], run.dir / "stages" / f"{name}.json"
         if stage.cached and out.exists() and name not in rerun:
             print(f"[{name}] cached: {out}")
             summary[name] = read_json(out)
             continue
         print(f"[{name}] {stage.about}")
         start = time.perf_counter()
-        result = stage.run(cfg, run_dir)
+        result = stage.run(run, getattr(cfg, stage.section))
         result["seconds"] = round(time.perf_counter() - start, 2)
         atomic_write_json(out, result)
         print(f"[{name}] done in {result['seconds']} s -> {out}")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 __all__ = [
+    "solution_lines",
+    "split_solution",
     "ExtractedAnswer",
     "extract_answer",
     "last_boxed",
@@ -191,3 +193,17 @@ _ANSWER_LINE_START_RE = re.compile(r"^\s*(?:final\s+answer|answer)\s*[:：]|^\s*
 def is_answer_line(line: str) -> bool:
     """Whether a solution line states the final answer (``Answer: 36``, ``#### 36``, ``\\boxed{36}``)."""
     return bool(_ANSWER_LINE_START_RE.search(line))
+
+
+def solution_lines(text: str) -> list[str]:
+    """A solution's non-empty lines, stripped: the one way solution text becomes steps."""
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def split_solution(text: str) -> tuple[str, ...]:
+    """Solution text -> its steps, stopping after the answer line (what follows it is not part of the solution)."""
+    lines = solution_lines(text)
+    for i, line in enumerate(lines):
+        if is_answer_line(line):
+            return tuple(lines[: i + 1])
+    return tuple(lines)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
+from core.verification import VerificationResult
 from rewards.answer import answers_equal, extract_answer
 
 __all__ = ["HasGoldAnswer", "VerificationResult", "verify_response", "reward"]
@@ -12,21 +12,6 @@ __all__ = ["HasGoldAnswer", "VerificationResult", "verify_response", "reward"]
 
 class HasGoldAnswer(Protocol):
     answer: str
-
-
-@dataclass(frozen=True)
-class VerificationResult:
-    """Why a response got its reward: what was extracted, against what, and the verdict."""
-
-    extracted: str | None
-    gold: str
-    correct: bool
-    method: str | None  # which marker found the answer; None when none was found
-    reason: str
-
-    @property
-    def reward(self) -> float:
-        return 1.0 if self.correct else 0.0
 
 
 def verify_response(response: str, gold: str, allow_last_number: bool = True) -> VerificationResult:

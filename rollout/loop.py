@@ -10,11 +10,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from critics.base import Critic
-from envs.math_env import EnvConfig, EpisodeRecord, MathReasoningEnv
-from envs.problems import ListProblemSource, Problem
+from core.episode import EpisodeRecord
+from core.problem import ListProblemSource, Problem
+from core.protocols import Critic, Policy
+from envs.math_env import EnvConfig, MathReasoningEnv
 
-__all__ = ["RolloutStats", "rollout"]
+__all__ = ["PresampledActor", "RolloutStats", "rollout"]
 
 
 @dataclass
@@ -32,7 +33,7 @@ class RolloutStats:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
 
-def rollout(problems: Sequence[Problem], actor: Any, critic: Critic, env_config: EnvConfig | None = None,
+def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_config: EnvConfig | None = None,
             batch_size: int = 64, seed: int = 0, stats: RolloutStats | None = None) -> list[EpisodeRecord]:
     """Run one episode per problem; returns their records in the order of ``problems``.
 
@@ -92,3 +93,33 @@ def rollout(problems: Sequence[Problem], actor: Any, critic: Critic, env_config:
                 state[slot] = (observation, info)
     stats.seconds += time.perf_counter() - start
     return records  # type: ignore[return-value]
+
+
+class PresampledActor:
+    """Plays given first solutions, then lets a model actor refine them: every critic sees the same samples.
+
+    ``first`` maps a problem id to the record it was sampled in; its solution is played as the first action and
+    its generation is copied into the new record, so token counts stay aligned with the rounds.
+    """
+
+    def __init__(self, first: dict[str, EpisodeRecord], actor: Any):
+        self.first, self.actor = first, actor
+
+    def act(self, observation: dict[str, str], info: dict[str, Any]) -> str:
+        return self.act_batch([observation], [info])[0]
+
+    def act_batch(self, observations: Sequence[dict[str, str]], infos: Sequence[dict[str, Any]]) -> list[str]:
+        actions: list[str | None] = [None] * len(infos)
+        ask = []
+        for i, info in enumerate(infos):
+            record = info["record"]
+            if not record.attempts and not record.steps and record.problem.id in self.first:
+                sampled = self.first[record.problem.id]
+                record.generations.extend(sampled.generations[:1])
+                actions[i] = "\n".join(sampled.first_steps)
+            else:
+                ask.append(i)
+        if ask:
+            for i, action in zip(ask, self.actor.act_batch([observations[i] for i in ask], [infos[i] for i in ask])):
+                actions[i] = action
+        return actions  # type: ignore[return-value]

@@ -1,10 +1,13 @@
-"""Rollouts spread over Ray workers, each holding an actor model, a critic and its environments.
+"""Rollouts spread over Ray workers, each holding an actor model, its critics and its environments.
 
 The driver sends new actor weights through the object store (``ray.put`` once, every worker loads the same
 reference), splits the problems into one contiguous chunk per worker, and gathers the episode records. A worker
 that dies mid-iteration is replaced, given the current weights, and its chunk runs again: the iteration still
 completes and ``last_restarts`` says so. The same code joins an existing cluster (``address``) and places workers
 on GPUs (``num_gpus_per_worker``); by default it starts a local one on this machine.
+
+``ray`` is imported inside the functions that need it: a heavy optional dependency, so the in-process runner
+and everything that imports this module work without starting (or even importing) Ray.
 """
 
 from __future__ import annotations
@@ -12,12 +15,19 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from envs.math_env import EnvConfig, EpisodeRecord
-from envs.problems import Problem
+from agents.actor import Actor, ActorConfig, build_actor
+from agents.backends import trainable
+from core.episode import EpisodeRecord
+from core.problem import Problem
+from core.protocols import Critic
+from core.sampling import SamplingParams
+from critics.registry import CriticConfig, build_critic
+from envs.math_env import EnvConfig
+from rollout.loop import PresampledActor, rollout
 
 __all__ = ["RayConfig", "RayRolloutPool", "LocalRolloutRunner", "WorkerSpec", "init_ray", "run_chunk", "LOCAL_ONLY_BOOTSTRAP"]
 
@@ -29,6 +39,9 @@ LOCAL_ONLY_BOOTSTRAP = Path.home() / "ray_bootstrap_config.yaml"
 
 @dataclass
 class RayConfig:
+    """The ``ray:`` config: where rollouts run (``enabled: false`` runs them in-process)."""
+
+    enabled: bool = True
     address: str | None = None      # join an existing cluster ("auto" or host:port); None starts a local one
     num_workers: int = 2
     num_cpus_per_worker: float = 1.0
@@ -67,15 +80,36 @@ def init_ray(config: RayConfig) -> None:
 
 @dataclass
 class WorkerSpec:
-    """What a worker needs to build its actor and critic; plain data, so Ray can ship it."""
+    """What a worker needs to build its actor and critics; plain data, so Ray can ship it."""
 
     actor_path: str
-    number_format: str
-    sampling: Any
-    critics: dict[str, dict[str, Any]] = field(default_factory=lambda: {"none": {"name": "none"}})
+    actor: ActorConfig
+    sampling: SamplingParams
+    critics: dict[str, CriticConfig] = field(default_factory=lambda: {"none": CriticConfig(name="none")})
     env: dict[str, Any] = field(default_factory=dict)
     batch_size: int = 64
     threads: int = 1
+    seed: int = 0
+
+    def build_actor(self) -> Actor:
+        actor = build_actor(replace(self.actor, batch_size=self.batch_size, threads=self.threads), self.actor_path,
+                            self.seed)
+        actor.sampling = self.sampling
+        return actor
+
+
+class CriticCache:
+    """Critics by name, each built from its settings on first use (a model critic loads its checkpoint once)."""
+
+    def __init__(self, configs: dict[str, CriticConfig], actor: Any, seed: int = 0):
+        self.configs, self.actor, self.seed, self.built = configs, actor, seed, {}
+
+    def __getitem__(self, name: str) -> Critic:
+        if name not in self.built:
+            if name not in self.configs:
+                raise KeyError(f"no critic {name!r} configured for rollouts; have {sorted(self.configs)}")
+            self.built[name] = build_critic(self.configs[name], actor=self.actor, seed=self.seed)
+        return self.built[name]
 
 
 class _Worker:
@@ -84,18 +118,13 @@ class _Worker:
     def __init__(self, spec: WorkerSpec):
         import torch
 
-        from agents.actor import Actor
-        from agents.backends.hf import HFBackend
-        from agents.prompts import PromptTemplate
-
         torch.set_num_threads(spec.threads)
         self.spec = spec
-        self.backend = HFBackend(spec.actor_path, batch_size=spec.batch_size, threads=spec.threads)
-        self.actor = Actor(self.backend, PromptTemplate(number_format=spec.number_format), spec.sampling)
-        self.critics = CriticCache(spec.critics, self.actor)
+        self.actor = spec.build_actor()
+        self.critics = CriticCache(spec.critics, self.actor, spec.seed)
 
     def set_weights(self, state_dict: dict) -> bool:
-        self.backend.model.load_state_dict(state_dict)
+        trainable(self.actor.backend)[0].load_state_dict(state_dict)
         return True
 
     def rollout(self, problems: Sequence[Problem], seed: int, sampling: Any = None, env: dict | None = None,
@@ -107,48 +136,34 @@ class _Worker:
         return os.getpid()
 
 
-def run_chunk(actor: Any, critic: Any, problems: Sequence[Problem], seed: int, sampling: Any, env: dict,
-              first: dict | None, batch_size: int) -> list[EpisodeRecord]:
+def run_chunk(actor: Actor, critic: Critic, problems: Sequence[Problem], seed: int, sampling: SamplingParams | None,
+              env: dict, first: dict | None, batch_size: int) -> list[EpisodeRecord]:
     """One rollout with this call's sampling and env settings; ``first`` replays given first solutions."""
-    from agents.actor import Actor
-    from evaluation.test_time import PresampledActor
-    from rollout.loop import rollout
-
     policy: Any = Actor(actor.backend, actor.template, sampling or actor.sampling, actor.action_unit)
     if first:
         policy = PresampledActor(first, policy)
     return rollout(problems, policy, critic, EnvConfig(**env), batch_size=batch_size, seed=seed)
 
 
-class CriticCache:
-    """Critics by name, each built from its config on first use (a model critic loads its checkpoint once)."""
-
-    def __init__(self, configs: dict[str, dict[str, Any]], actor: Any):
-        self.configs, self.actor, self.built = configs, actor, {}
-
-    def __getitem__(self, name: str) -> Any:
-        if name not in self.built:
-            from pipeline.factory import make_critic
-
-            if name not in self.configs:
-                raise KeyError(f"no critic {name!r} configured for rollouts; have {sorted(self.configs)}")
-            self.built[name] = make_critic(self.configs[name], actor=self.actor)
-        return self.built[name]
-
-
 class LocalRolloutRunner:
     """The in-process twin of :class:`RayRolloutPool` (same calls), for runs without Ray."""
 
-    def __init__(self, actor: Any, critics: dict[str, dict[str, Any]], env: dict | None = None, batch_size: int = 64):
+    def __init__(self, actor: Actor, critics: dict[str, CriticConfig], env: dict | None = None, batch_size: int = 64,
+                 seed: int = 0):
         self.actor, self.env, self.batch_size = actor, env or {}, batch_size
-        self.critics = CriticCache(critics, actor)
+        self.critics = CriticCache(critics, actor, seed)
         self.last_restarts: list[str] = []
 
-    def set_weights(self, model: Any) -> None:
-        self.actor.backend.model.load_state_dict(model.state_dict())
+    def critic(self, name: str) -> Critic:
+        return self.critics[name]
 
-    def rollout(self, problems: Sequence[Problem], seed: int = 0, sampling: Any = None, env: dict | None = None,
-                first: dict | None = None, critic: str = "none") -> list[EpisodeRecord]:
+    def set_weights(self, model: Any) -> None:
+        own = trainable(self.actor.backend)[0]
+        if own is not model:
+            own.load_state_dict(model.state_dict())
+
+    def rollout(self, problems: Sequence[Problem], seed: int = 0, sampling: SamplingParams | None = None,
+                env: dict | None = None, first: dict | None = None, critic: str = "none") -> list[EpisodeRecord]:
         return run_chunk(self.actor, self.critics[critic], problems, seed, sampling, {**self.env, **(env or {})}, first,
                          self.batch_size)
 
@@ -157,9 +172,12 @@ class LocalRolloutRunner:
 
 
 class RayRolloutPool:
-    """``num_workers`` rollout workers; ``rollout(problems)`` returns records in the order of ``problems``."""
+    """``num_workers`` rollout workers; ``rollout(problems)`` returns records in the order of ``problems``.
 
-    def __init__(self, config: RayConfig, spec: WorkerSpec):
+    ``critic(name)`` builds the critic in the driver too (with ``local_actor`` for the critics that run on the
+    actor's model), for trainers that score completions themselves (GRPO's critic reward)."""
+
+    def __init__(self, config: RayConfig, spec: WorkerSpec, local_actor: Actor | None = None):
         import ray
 
         init_ray(config)
@@ -167,10 +185,14 @@ class RayRolloutPool:
         self._remote = ray.remote(num_cpus=config.num_cpus_per_worker, num_gpus=config.num_gpus_per_worker)(_Worker)
         self.workers = [self._spawn() for _ in range(config.num_workers)]
         self._weights = None  # object ref of the latest weights, for replacements
+        self._local = CriticCache(spec.critics, local_actor, spec.seed)
         self.last_restarts: list[str] = []
 
     def _spawn(self) -> Any:
         return self._remote.remote(self.spec)
+
+    def critic(self, name: str) -> Critic:
+        return self._local[name]
 
     def set_weights(self, model: Any) -> None:
         """Ship ``model``'s weights once through the object store; every worker loads them."""
@@ -180,8 +202,8 @@ class RayRolloutPool:
         self._weights = ray.put(state)
         ray.get([w.set_weights.remote(self._weights) for w in self.workers])
 
-    def rollout(self, problems: Sequence[Problem], seed: int = 0, sampling: Any = None, env: dict | None = None,
-                first: dict | None = None, critic: str = "none") -> list[EpisodeRecord]:
+    def rollout(self, problems: Sequence[Problem], seed: int = 0, sampling: SamplingParams | None = None,
+                env: dict | None = None, first: dict | None = None, critic: str = "none") -> list[EpisodeRecord]:
         import ray
         from ray.exceptions import RayActorError
 

@@ -20,16 +20,17 @@ from autocritique import (
     read_critique,
     read_dataset,
     refinement_filter,
-    rows_to_examples,
     training_form,
     typed_errors,
     write_dataset,
 )
 from autocritique.annotate import Annotation
-from autocritique.flawed import split_lines, text_errors
+from autocritique.flawed import text_errors
 from critics import Critique, CritiqueParseError, OracleCritic
 from critics.paper_format import to_paper_text
 from envs import Problem, SyntheticArithmetic, corrupt_solution, load_gsm8k
+from rewards.answer import split_solution
+from trainers.critic_sft import rows_to_examples
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = PromptTemplate(number_format="reversed")
@@ -169,8 +170,8 @@ def test_refinement_filter_keeps_critiques_that_lead_to_the_answer():
     assert [d.keep for d in decisions] == [False] * 6 + [True]
 
 
-def test_split_lines_stops_at_the_answer():
-    assert split_lines("Step 1: 1+1=2\n\nAnswer: 2\nStep 9: junk") == ("Step 1: 1+1=2", "Answer: 2")
+def test_split_solution_stops_at_the_answer():
+    assert split_solution("Step 1: 1+1=2\n\nAnswer: 2\nStep 9: junk") == ("Step 1: 1+1=2", "Answer: 2")
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ from pipeline.config import config_groups
 from pipeline.factory import make_critic, make_env, make_problem_source
 from tests.conftest import ROOT
 
+CRITIC_CHOICES = "model, model_checks, model_likelihood, none, oracle, random, self, self_reflection"
+
 
 def test_groups_are_swappable_by_one_word():
     cfg = load_config(["critic=none", "problems=gsm8k"])
@@ -17,7 +19,7 @@ def test_groups_are_swappable_by_one_word():
 
 
 def test_unknown_choice_lists_valid_ones():
-    with pytest.raises(ConfigError, match="unknown choice 'bad' for critic; valid: model, none, oracle, self"):
+    with pytest.raises(ConfigError, match=f"unknown choice 'bad' for critic; valid: {CRITIC_CHOICES}"):
         load_config(["critic=bad"])
 
 
@@ -40,7 +42,7 @@ def test_factories_build_what_the_config_names():
     cfg = load_config(["env.max_refinements=3", "problems.size=10"])
     env = make_env(cfg)
     assert env.config.max_refinements == 3 and len(env.problems) == 10 and env.critic.name == "oracle"
-    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle, self, model"):
+    with pytest.raises(ConfigError, match="unknown critic 'x'; valid: none, oracle, random, self, self_reflection, model"):
         make_critic({"name": "x"})
     with pytest.raises(ConfigError, match="problem source 'synthetic'"):
         make_problem_source({"name": "synthetic", "bogus": 1})
@@ -118,7 +120,8 @@ def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):
 
 def test_train_py_reports_config_errors(tmp_path):
     proc = _train("critic=nope", cwd=tmp_path)
-    assert proc.returncode == 2 and "valid: model, none, oracle, self" in proc.stderr
+    assert proc.returncode == 2 and (
+        f"valid: {CRITIC_CHOICES}" in proc.stderr)
     proc = _train("stages=[warp]", f"run_dir={tmp_path}", cwd=tmp_path)
     assert proc.returncode == 2 and "unknown stage" in proc.stderr
 
@@ -133,5 +136,5 @@ def test_trained_critic_variants_share_one_loaded_model():
     assert len({id(c.backend) for c in critics.values()}) == 1
     assert {c.accept_probability for c in critics.values()} == {0.3}
     assert critics["model_likelihood"].variant(accept_probability=0.02).accept_probability == 0.02
-    with pytest.raises(ConfigError, match="unknown trained-critic variant 'x'"):
+    with pytest.raises(ConfigError, match="unknown critic 'x'"):
         trained_critics(cfg, ["x"])

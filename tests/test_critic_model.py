@@ -5,14 +5,14 @@ from pathlib import Path
 import pytest
 
 from agents import PromptTemplate
-from agents.backends import Completion
-from agents.backends.base import truncate_at_stop
+from agents.backends import Completion, truncate_at_stop
 from agents.backends.hf import HFBackend
 from autocritique import training_form
 from critics import Critique, ModelCritic, NullCritic, OracleCritic, RandomStepCritic
 from critics.model_critic import model_text, parse_model_text, parse_whole_critique, side_by_side
 from envs import EnvConfig, SyntheticArithmetic, corrupt_solution
-from evaluation.critic_eval import format_critic_table, label, score_critic
+from evaluation.critic_eval import label, score_critic
+from evaluation.report import format_critic_table
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = PromptTemplate(number_format="reversed")
@@ -153,7 +153,7 @@ def test_model_critic_in_the_environment_refines_the_flagged_step():
 
 
 def test_score_critic_on_hand_made_critiques():
-    from critics.critique import StepJudgement
+    from core.critique import StepJudgement
 
     def says(first):
         if first is None:
@@ -260,8 +260,7 @@ def test_verdict_drill_lines_are_balanced_and_train_the_computation_and_verdict_
 def test_whole_critiques_mixed_into_a_drill_train_the_completion_and_its_end():
     from transformers import AutoTokenizer
 
-    from autocritique.pipeline import rows_to_examples
-    from trainers.critic_sft import CriticSFTConfig, mixed_critiques
+    from trainers.critic_sft import CriticSFTConfig, mixed_critiques, rows_to_examples
 
     rows = [{"question": p.question, "steps": list(p.steps), "answer": p.answer,
              "critique": training_form(OracleCritic().critique(p, p.steps)).render()} for p in PROBLEMS[:6]]
@@ -285,12 +284,12 @@ def test_critic_training_command_records_what_its_data_was(tmp_path):
     import json
 
     from autocritique import write_dataset
-    from autocritique.__main__ import main
+    from trainers.__main__ import main
 
     rows = [{"question": p.question, "steps": list(p.steps), "answer": p.answer,
              "critique": training_form(OracleCritic().critique(p, p.steps)).render()} for p in PROBLEMS[:8]]
     write_dataset(tmp_path / "data", rows, {"rows": len(rows), "config": {"seed": 5}})
-    main(["train", "--data", str(tmp_path / "data" / "critiques.jsonl"), "--out", str(tmp_path / "critic"),
+    main(["critic", "--data", str(tmp_path / "data" / "critiques.jsonl"), "--out", str(tmp_path / "critic"),
           "--set", "train_steps=2", "--set", "batch_size=4", "--set", "verdict_line_steps=0", "--set", "verdict_steps=0"])
     recipe = json.loads((tmp_path / "critic" / "recipe.json").read_text())
     assert recipe["data"] == {"rows": 8, "config": {"seed": 5}} and recipe["recipe"]["train_steps"] == 2

@@ -7,9 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import envs
-from agents import ScriptedActor
 from critics import NullCritic, OracleCritic
-from envs import MathReasoningEnv, SyntheticArithmetic, corrupt_solution, load_math, run_episode
+from envs import MathReasoningEnv, ScriptedActor, SyntheticArithmetic, corrupt_solution, load_math, run_episode
 
 
 def make(critic=None, **kw):

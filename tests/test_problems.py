@@ -3,8 +3,8 @@ import random
 
 import pytest
 
+from core.problem import Problem
 from envs import ERROR_KINDS, DatasetFormatError, SyntheticArithmetic, corrupt_solution, load_gsm8k, load_math
-from envs.problems import Problem
 from rewards import answers_equal, check_step, is_answer_line
 
 

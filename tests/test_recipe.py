@@ -57,14 +57,14 @@ def test_train_py_runs_the_recipe_and_caches_the_warmup(tmp_path):
 
 
 def test_shipped_checkpoint_matches_the_configured_recipe():
-    from omegaconf import OmegaConf
+    from dataclasses import asdict
 
     from pipeline import load_config
     from pipeline.checkpoints import SHIPPED_ACTOR
 
     shipped = json.loads((SHIPPED_ACTOR / "recipe.json").read_text())
-    configured = ActorSFTConfig.from_dict(OmegaConf.to_container(load_config([]).actor.warmup, resolve=True))
-    from dataclasses import asdict
+    configured = load_config([]).actor.warmup
+    assert isinstance(configured, ActorSFTConfig)
 
     assert shipped["recipe"] == asdict(configured)
     assert (SHIPPED_ACTOR / "model.safetensors").stat().st_size < 20 * 2**20
@@ -73,25 +73,20 @@ def test_shipped_checkpoint_matches_the_configured_recipe():
 def test_shipped_critic_matches_the_configured_recipe_and_data():
     """The shipped critic is the configured recipe (``critic_training.init=actor``) trained in one go on the
     autocritique=full dataset: whole critiques, then the two verdict drills."""
-    from dataclasses import asdict
-
-    from omegaconf import OmegaConf
+    from dataclasses import asdict, replace
 
     from pipeline import load_config
     from pipeline.checkpoints import SHIPPED_CRITIC
-    from trainers.critic_sft import CriticSFTConfig
 
     shipped = json.loads((SHIPPED_CRITIC / "recipe.json").read_text())
     cfg = load_config(["autocritique=full"])
-    configured = asdict(CriticSFTConfig.from_dict({**OmegaConf.to_container(cfg.critic_training.recipe, resolve=True),
-                                                   "init": "actor"}))
+    configured = asdict(replace(cfg.critic_training.recipe, init="actor"))
     recipe = {k: v for k, v in shipped["recipe"].items() if k not in ("threads", "actor_checkpoint")}
     assert recipe == {k: v for k, v in configured.items() if k != "threads"}
     assert [(p["name"], p["train_steps"]) for p in shipped["phases"]] == [
         ("critiques", configured["train_steps"]), ("verdict drill, lines", configured["verdict_line_steps"]),
         ("verdict drill", configured["verdict_steps"])]
-    data = OmegaConf.to_container(cfg.autocritique, resolve=True)  # the autocritique=full dataset, seed 0
-    data.pop("dataset")
-    assert shipped["data"]["config"] == {**data, "seed": 0}
+    data = asdict(cfg.autocritique.pipeline_config(run_seed=0))  # the autocritique=full dataset, seed 0
+    assert shipped["data"]["config"] == {**data, "kinds": list(data["kinds"])}
     assert shipped["data"]["rows"] == shipped["phases"][0]["examples"]
     assert (SHIPPED_CRITIC / "model.safetensors").stat().st_size < 20 * 2**20

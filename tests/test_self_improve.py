@@ -6,15 +6,19 @@ from pathlib import Path
 
 import pytest
 
-from agents import Actor, PromptTemplate, SamplingParams
+from agents import Actor, ActorConfig, PromptTemplate, SamplingParams
 from agents.backends.hf import HFBackend
+from core.episode import EpisodeRecord
+from critics.registry import CriticConfig
 from envs import SyntheticArithmetic
-from rollout.ray_pool import LocalRolloutRunner
-from trainers.self_improve import PassRates, SelfImproveConfig, SelfImprover, allocate
+from envs.registry import ProblemsConfig
+from rollout.ray_pool import LocalRolloutRunner, RayConfig, RayRolloutPool, WorkerSpec
+from trainers.self_improve import GRPOSettings, PassRates, SelfImproveConfig, SelfImprover, allocate
 
 ROOT = Path(__file__).resolve().parent.parent
 ACTOR = ROOT / "checkpoints" / "tiny-actor"
-CRITICS = {"none": {"name": "none"}, "oracle": {"name": "oracle"}}
+CRITICS = {"none": CriticConfig(name="none"), "oracle": CriticConfig(name="oracle")}
+PROBLEMS = ProblemsConfig(max_steps=4)
 
 
 def _actor():
@@ -24,8 +28,16 @@ def _actor():
 
 def _config(**kw):
     base = dict(critic="oracle", iterations=2, problems_per_iteration=8, samples_per_problem=2, sft_steps=2,
-                batch_size=4, eval_problems_per_level=1, max_steps=4)
+                batch_size=4, eval_problems_per_level=1)
     return SelfImproveConfig(**{**base, **kw})
+
+
+def _improver(config, actor, out, algorithm="critique", problems=PROBLEMS, runner=None, cls=SelfImprover):
+    return cls(config, runner or LocalRolloutRunner(actor, CRITICS), actor, out, problems, algorithm=algorithm)
+
+
+def _run(trainer, **kw):
+    return [h.to_dict() for h in trainer.run(log=lambda *_: None, **kw)]
 
 
 def test_allocator_spends_the_budget_and_favours_hard_levels():
@@ -44,8 +56,6 @@ def test_allocator_spends_the_budget_and_favours_hard_levels():
 
 
 def test_pass_rates_move_towards_what_is_seen():
-    from envs.math_env import EpisodeRecord
-
     p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=0)[0]
     rates = PassRates()
     assert rates[3] == 0.5
@@ -59,9 +69,8 @@ def test_pass_rates_move_towards_what_is_seen():
 @pytest.mark.parametrize("algorithm", ["rft", "critique"])
 def test_budget_accounting(tmp_path, algorithm):
     actor = _actor()
-    trainer = SelfImprover(_config(algorithm=algorithm, iterations=1), LocalRolloutRunner(actor, CRITICS), actor,
-                           tmp_path / algorithm)
-    [_, summary] = trainer.run(log=lambda *_: None)
+    trainer = _improver(_config(iterations=1), actor, tmp_path / algorithm, algorithm)
+    [_, summary] = _run(trainer)
     assert summary["budget"] == 16 and summary["generations"] <= 16
     if algorithm == "rft":
         assert summary["samples"] == 16 and summary["refinements"] == 0 and summary["generations"] == 16
@@ -77,12 +86,12 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
         return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
 
     actor = _actor()
-    straight = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "straight")
-    expected = strip(straight.run(log=lambda *_: None))
+    straight = _improver(_config(), actor, tmp_path / "straight")
+    expected = strip(_run(straight))
     assert [h["iteration"] for h in expected] == [0, 1, 2]
 
     actor = _actor()
-    killed = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed")
+    killed = _improver(_config(), actor, tmp_path / "killed")
     original = killed.iteration
 
     def die_in_second(i):
@@ -97,19 +106,16 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     assert not (tmp_path / "killed" / "iter_2" / "state.json").exists()
 
     actor = _actor()  # a fresh process: the warm-up weights again
-    resumed = SelfImprover(_config(), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed")
+    resumed = _improver(_config(), actor, tmp_path / "killed")
     messages = []
-    assert strip(resumed.run(resume=True, log=messages.append)) == expected
+    assert strip([h.to_dict() for h in resumed.run(resume=True, log=messages.append)]) == expected
     assert "resumed after iteration 1" in messages[0]
     with pytest.raises(ValueError, match="another config"):
-        SelfImprover(_config(sft_steps=3), LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "killed").run(
-            resume=True, log=lambda *_: None)
+        _run(_improver(_config(sft_steps=3), actor, tmp_path / "killed"), resume=True)
 
 
 def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes():
-    from rollout.ray_pool import RayConfig, RayRolloutPool, WorkerSpec
-
-    spec = WorkerSpec(str(ACTOR), "reversed", SamplingParams(max_new_tokens=160, seed=0), CRITICS,
+    spec = WorkerSpec(str(ACTOR), ActorConfig(), SamplingParams(max_new_tokens=160, seed=0), CRITICS,
                       {"max_refinements": 1}, 16, 1)
     pool = RayRolloutPool(RayConfig(num_workers=2), spec)
     try:
@@ -155,14 +161,45 @@ def test_verifier_reward_scores_answers_and_adds_the_critics_step_share():
     assert scores[0] == 1.5 and 0.0 < scores[1] < 0.5  # the steps before the slip earn part of the dense reward
 
 
+def _grpo_config():
+    return SelfImproveConfig(critic="oracle", iterations=1, problems_per_iteration=4, samples_per_problem=2,
+                             batch_size=4, eval_problems_per_level=1, grpo=GRPOSettings(max_completion_length=48))
+
+
 def test_grpo_baseline_runs_one_iteration_within_the_budget(tmp_path):
-    from trainers.grpo import GRPOBaseline, GRPOBaselineConfig
+    from trainers.grpo import GRPOBaseline
 
     actor = _actor()
-    config = GRPOBaselineConfig(critic="oracle", iterations=1, problems_per_iteration=4, samples_per_problem=2,
-                                batch_size=4, eval_problems_per_level=1, max_steps=3, max_completion_length=48)
-    [start, summary] = GRPOBaseline(config, LocalRolloutRunner(actor, CRITICS), actor, tmp_path / "grpo",
-                                    name="grpo").run(log=lambda *_: None)
+    [start, summary] = _run(_improver(_grpo_config(), actor, tmp_path / "grpo", "grpo", ProblemsConfig(max_steps=3),
+                                      cls=GRPOBaseline))
     assert summary["generations"] == summary["budget"] == 8 and summary["grpo_steps"] == 2
     assert 0 <= summary["exploration"] <= 1 and summary["mean_reward"] is not None
     assert (tmp_path / "grpo" / "iter_1" / "model" / "model.safetensors").exists()
+
+
+@pytest.mark.parametrize("runner", ["local", "ray"])
+def test_grpo_critic_takes_its_dense_reward_from_either_runner(tmp_path, runner):
+    """grpo_critic asks the runner for the critic (the Ray pool builds it in the driver as well)."""
+    from trainers.grpo import GRPOBaseline
+
+    actor = _actor()
+    if runner == "ray":
+        spec = WorkerSpec(str(ACTOR), ActorConfig(), actor.sampling, CRITICS, {}, 16, 1)
+        pool = RayRolloutPool(RayConfig(num_workers=1), spec, local_actor=actor)
+    else:
+        pool = LocalRolloutRunner(actor, CRITICS)
+    critic, reviewed = pool.critic("oracle"), []
+    review = critic.critique_batch
+    critic.critique_batch = lambda problems, steps: reviewed.append(len(problems)) or review(problems, steps)
+    try:
+        [_, summary] = _run(_improver(_grpo_config(), actor, tmp_path / runner, "grpo_critic", ProblemsConfig(max_steps=3),
+                                      runner=pool, cls=GRPOBaseline))
+    finally:
+        pool.shutdown()
+        if runner == "ray":
+            import ray
+
+            ray.shutdown()
+    # every completion GRPO sampled was reviewed by the runner's critic for its dense reward
+    assert summary["generations"] == 8 and sum(reviewed) == 8 and summary["mean_reward"] is not None
+    assert (tmp_path / runner / "iter_1" / "model" / "model.safetensors").exists()

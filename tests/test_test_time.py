@@ -4,21 +4,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+from core.critique import StepJudgement
+from core.episode import Attempt, EpisodeRecord, Generation
+from core.problem import replicate
 from critics import Critique, OracleCritic
-from critics.critique import StepJudgement
 from envs import SyntheticArithmetic, corrupt_solution
-from envs.math_env import Attempt, EpisodeRecord, Generation
 from evaluation.test_time import (
-    PresampledActor,
     budget_matched,
     refinement_summary,
-    replicate,
     rounds_of,
     samples_of,
     scaling_curves,
 )
 from evaluation.tracking import EPISODE_COLUMNS, Tracker, episode_rows
 from rewards.verifier import verify_response
+from rollout.loop import PresampledActor
 
 ROOT = Path(__file__).resolve().parent.parent
 PROBLEMS = SyntheticArithmetic(size=6, min_steps=3, max_steps=3, split="test", seed=2)[:]
@@ -30,7 +30,7 @@ def record(problem, attempts, tokens=10):
     """An episode as the environment leaves it: attempts reviewed in turn, the last one standing."""
     r = EpisodeRecord(problem)
     for steps, critique in attempts:
-        r.attempts.append(Attempt(list(steps), critique, None))
+        r.attempts.append(Attempt(list(steps), critique, None, verify_response("\n".join(steps), problem.answer)))
         r.generations.append(Generation([], [0] * tokens))
     r.steps = list(attempts[-1][0])
     r.verification = verify_response("\n".join(r.steps), problem.answer)

@@ -25,16 +25,20 @@ mix it keeps improving (checkpoints/tiny-critic/README.md).
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.prompts import PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
-from autocritique.pipeline import rows_to_examples
+from core.critique import Critique
+from critics.model_critic import model_lines, model_text
 from trainers.sft import SFTPhase, sft_train
 
-__all__ = ["CriticSFTConfig", "train_tiny_critic", "verdict_examples", "drill_tokens", "mixed_critiques"]
+__all__ = ["CriticSFTConfig", "parse_rows", "rows_to_examples", "train_tiny_critic", "verdict_examples", "drill_tokens",
+           "mixed_critiques"]
 
 
 @dataclass
@@ -90,11 +94,12 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
     torch.set_num_threads(config.threads)
     set_seed(config.seed)
     template = PromptTemplate(number_format=config.number_format)
-    examples = rows_to_examples(rows, template, render)
+    critiques = parse_rows(rows)  # once, for the whole critiques and the drill
+    examples = rows_to_examples(rows, template, render, critiques)
     if not examples:
         raise ValueError("the critique dataset is empty; nothing to train the critic on")
     drilled = config.verdict_steps > 0 or config.verdict_line_steps > 0
-    drill = verdict_examples(rows, template, config.verdict_examples, config.seed) if drilled else []
+    drill = verdict_examples(rows, template, config.verdict_examples, config.seed, critiques) if drilled else []
     if drilled and not drill:
         raise ValueError("the verdict drill needs critiques with both correct and wrong lines")
     if config.init in ("actor", "checkpoint"):
@@ -124,21 +129,33 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
                      extra={"data": data} if data else None)
 
 
-def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: int, seed: int = 0) -> list[dict[str, str]]:
+def parse_rows(rows: Sequence[dict[str, Any]]) -> list[Critique]:
+    """The critique of each dataset row, parsed once (a row's ``critique`` is the one critique format's text)."""
+    return [Critique.parse(row["critique"], num_steps=len(row["steps"])) for row in rows]
+
+
+def rows_to_examples(rows: Sequence[dict[str, Any]], template: Any, render: Any = None,
+                     critiques: Sequence[Critique] | None = None) -> list[dict[str, str]]:
+    """Critique-model SFT examples: the critique prompt -> the critique as the model writes it (``render``,
+    by default the stepwise :func:`~critics.model_critic.model_text`)."""
+    render = render or model_text
+    critiques = parse_rows(rows) if critiques is None else critiques
+    return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
+             "completion": template.critique_completion(render(critique, row["steps"], row.get("answer")))}
+            for row, critique in zip(rows, critiques)]
+
+
+def verdict_examples(rows: list[dict[str, Any]], template: PromptTemplate, n: int, seed: int = 0,
+                     critiques: Sequence[Critique] | None = None) -> list[dict[str, str]]:
     """``n`` judged lines for the verdict drill, half wrong and half correct, in model text: ``prompt`` (the
     critique prompt, the lines before, the line's head ``Step 2:``), ``own`` (the critic's computation
     `` 51*3=153``), ``says`` (`` | says 51*3=160 | =153 =160 |``, which the critic's code reads in),
     ``verdict`` and ``tail`` (what ends the line after the verdict: the explanation of a wrong line, and the
     new line)."""
-    import random
-
-    from critics.critique import Critique
-    from critics.model_critic import model_lines
-
     if n <= 0:
         return []
-    lines_of = [model_lines(Critique.parse(row["critique"], num_steps=len(row["steps"])), row["steps"], row.get("answer"))
-                for row in rows]
+    critiques = parse_rows(rows) if critiques is None else critiques
+    lines_of = [model_lines(critique, row["steps"], row.get("answer")) for row, critique in zip(rows, critiques)]
     wrong = [(i, len(lines) - 1) for i, lines in enumerate(lines_of) if lines and not lines[-1].correct]
     right = [(i, k) for i, lines in enumerate(lines_of) for k, line in enumerate(lines) if line.correct]
     if not wrong or not right:
@@ -192,8 +209,6 @@ def mixed_critiques(examples: list[dict[str, str]], tokenizer: Any, max_length: 
     a prompt/completion pair (the loss on the completion and its end of text, cut at ``max_length``), to mix
     into a drill: the drill's lines then share the batches with whole critiques, whose every line keeps
     training the critic's arithmetic."""
-    import random
-
     from trl.data_utils import common_prefix_length
 
     if n <= 0 or not examples:

@@ -1,23 +1,67 @@
-"""LM backends behind one protocol: ``HFBackend`` (transformers), ``OpenAIBackend`` (any OpenAI-compatible
-server), ``VLLMBackend`` (vLLM's offline engine, GPU)."""
+"""LM backends behind one protocol (:class:`core.LMBackend`), in one registry: ``hf`` (transformers),
+``openai`` (any OpenAI-compatible server), ``vllm`` (vLLM's offline engine, GPU).
 
-from agents.backends.base import Completion, LMBackend, Prompt, SamplingParams, truncate_at_stop
+Entries name their class by import path (as gymnasium's registry does), so a backend's dependencies load only
+when it is built: the CPU install never imports vLLM, and reading a config never imports torch.
+"""
 
-__all__ = ["Completion", "LMBackend", "Prompt", "SamplingParams", "make_backend", "truncate_at_stop"]
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agents.backends.base import truncate_at_stop
+from core.protocols import LMBackend
+from core.registry import Registry
+from core.sampling import Completion, Prompt, SamplingParams
+
+__all__ = ["BACKENDS", "BackendEntry", "Completion", "LMBackend", "Prompt", "SamplingParams", "load_backend",
+           "make_backend", "trainable", "truncate_at_stop"]
 
 
-def make_backend(kind: str, model: str, **kwargs) -> LMBackend:
-    """Build a backend by name: ``hf`` | ``openai`` | ``vllm`` (each imported only when used)."""
+@dataclass(frozen=True)
+class BackendEntry:
+    entry_point: str  # "module:Class"
+    about: str
+
+    def load(self) -> type:
+        module, _, name = self.entry_point.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+BACKENDS: Registry[BackendEntry] = Registry("backend")
+BACKENDS.register("hf", BackendEntry("agents.backends.hf:HFBackend", "any transformers causal LM, CPU or CUDA"))
+BACKENDS.register("openai", BackendEntry("agents.backends.openai:OpenAIBackend", "an OpenAI-compatible server"))
+BACKENDS.register("vllm", BackendEntry("agents.backends.vllm:VLLMBackend", "vLLM's offline engine (GPU)"))
+
+
+def make_backend(kind: str, model: str, **kwargs: Any) -> LMBackend:
+    """Build a backend by registry name with its own keyword arguments."""
+    cls = BACKENDS[kind].load()
+    return cls(model=model, **kwargs) if kind == "openai" else cls(model, **kwargs)
+
+
+def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 2,
+                 base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None) -> LMBackend:
+    """The backend a role's config names (actor and critic configs share these keys). A served model is
+    tokenised locally when ``model`` is a local folder, so its prompts can be token ids."""
     if kind == "hf":
-        from agents.backends.hf import HFBackend
-
-        return HFBackend(model, **kwargs)
+        return make_backend("hf", model, batch_size=batch_size, threads=threads)
     if kind == "openai":
-        from agents.backends.openai import OpenAIBackend
+        from transformers import AutoTokenizer
 
-        return OpenAIBackend(model=model, **kwargs)
-    if kind == "vllm":
-        from agents.backends.vllm import VLLMBackend
+        tokenizer = AutoTokenizer.from_pretrained(model) if Path(model).exists() else None
+        return make_backend("openai", served_model or model, base_url=base_url, tokenizer=tokenizer)
+    return make_backend(kind, model)
 
-        return VLLMBackend(model, **kwargs)
-    raise ValueError(f"unknown backend {kind!r}; valid: hf, openai, vllm")
+
+def trainable(backend: LMBackend) -> tuple[Any, Any]:
+    """``(model, tokenizer)`` of a backend whose weights live in this process (``hf``), for trainers that
+    fine-tune the actor in place; any other backend gets an error that says so."""
+    model, tokenizer = getattr(backend, "model", None), getattr(backend, "tokenizer", None)
+    if model is None or not hasattr(model, "state_dict") or tokenizer is None:
+        raise ValueError(f"training needs the model's weights in this process (actor.backend=hf); the "
+                         f"{getattr(backend, 'name', type(backend).__name__)!r} backend has none")
+    return model, tokenizer

@@ -8,7 +8,8 @@ from typing import Any
 
 import torch
 
-from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, continuation_ids, truncate_at_stop
+from agents.backends.base import check_score_inputs, continuation_ids, truncate_at_stop
+from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["HFBackend"]
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import httpx
 
-from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, truncate_at_stop
+from agents.backends.base import check_score_inputs, truncate_at_stop
+from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["OpenAIBackend", "BackendError"]
 

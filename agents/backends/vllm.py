@@ -8,7 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from agents.backends.base import Completion, Prompt, SamplingParams, check_score_inputs, continuation_ids
+from agents.backends.base import check_score_inputs, continuation_ids
+from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["VLLMBackend"]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
-from envs.problems import Problem
+from core.problem import Problem
 from envs.synthetic import ERROR_KINDS, corrupt_solution
 
 __all__ = ["ScriptedActor"]

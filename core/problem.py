@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["Problem", "ProblemSource", "ListProblemSource", "ANSWER_PREFIX", "answer_line"]
+__all__ = ["Problem", "ProblemSource", "ListProblemSource", "ANSWER_PREFIX", "answer_line", "replicate"]
 
 ANSWER_PREFIX = "Answer:"
 
@@ -93,3 +93,11 @@ class ListProblemSource:
 
     def difficulties(self) -> list[int]:
         return sorted({p.difficulty for p in self._problems if p.difficulty is not None})
+
+
+def replicate(problems: Sequence[Problem], copies: int | Sequence[int], tag: str = "") -> list[Problem]:
+    """Copies of each problem (``copies`` each, or per problem) with distinct ids ``<id>#<tag><j>`` that
+    remember the original in ``metadata["replica_of"]``: one episode per sample."""
+    counts = [copies] * len(problems) if isinstance(copies, int) else list(copies)
+    return [replace(p, id=f"{p.id}#{tag}{j}", metadata={**p.metadata, "replica_of": p.id})
+            for p, k in zip(problems, counts) for j in range(k)]

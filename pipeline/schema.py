@@ -1,0 +1,156 @@
+"""The run's configuration schema: Hydra structured configs built from the project's ``*Config`` dataclasses.
+
+Each config group and section of ``configs/config.yaml`` is typed by the dataclass beside the code that reads it
+(``EnvConfig`` in envs, ``CriticConfig`` in critics, ``SelfImproveConfig`` in trainers, ...); the ones that
+only a stage reads are here. The YAML holds the default run's values and their comments; a key the schema does
+not know, or a value of the wrong type, fails at start-up (pipeline/config.py words the error), and
+``tests/test_config_and_train.py`` checks that the dataclass defaults and the YAML agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.core.config_store import ConfigStore
+
+from agents.actor import ActorConfig
+from autocritique.pipeline import AutoCritiqueConfig
+from critics.registry import CriticConfig
+from envs.math_env import EnvConfig
+from envs.registry import ProblemsConfig
+from rollout.ray_pool import RayConfig
+from trainers.critic_sft import CriticSFTConfig
+from trainers.self_improve import SelfImproveConfig
+from trainers.sft import ActorSFTConfig
+
+__all__ = ["RunConfig", "register_schema"]
+
+
+@dataclass
+class ActorGroupConfig(ActorConfig):
+    """The ``actor:`` group: the model and sampling, and how the warm-up stage makes the tiny actor."""
+
+    name: str = "tiny"
+    init: str = "shipped"  # shipped: copy checkpoints/tiny-actor | train: run ``warmup`` | none: actor.model as is
+    warmup: ActorSFTConfig = field(default_factory=ActorSFTConfig)
+
+    def __post_init__(self) -> None:
+        if self.init == "none" and not self.model:  # a given model, nothing to warm up: it must be named
+            raise ValueError(f"required key(s) not set: actor.model (actor={self.name} loads a given model; "
+                             "e.g. actor.model=Qwen/Qwen2.5-0.5B-Instruct)")
+
+
+@dataclass
+class CritiqueDataConfig(AutoCritiqueConfig):
+    """The ``autocritique:`` group: which problems (``dataset``) and the pipeline's settings."""
+
+    dataset: str = "synthetic"   # synthetic | gsm8k
+    path: str | None = None      # dataset=gsm8k: a train JSONL (default: the data folder's)
+    seed: int | None = None      # null: the run's seed
+    # the default run's sizes (configs/autocritique/small.yaml); AutoCritiqueConfig's own are the full dataset's
+    sampled_problems: int = 400
+    located_problems: int = 150
+    typed_problems: int = 250
+    reference_problems: int = 150
+
+    def pipeline_config(self, run_seed: int) -> AutoCritiqueConfig:
+        fields = {k: getattr(self, k) for k in AutoCritiqueConfig.__dataclass_fields__}
+        return AutoCritiqueConfig(**{**fields, "kinds": tuple(self.kinds),
+                                     "seed": run_seed if self.seed is None else self.seed})
+
+
+@dataclass
+class DemoConfig:
+    episodes: int = 2                 # episodes shown step by step
+    error_step: int | None = 2        # the scripted actor's mistake (null: none)
+    error_kind: str = "calculation"   # calculation | operand | operation
+
+
+@dataclass
+class EnvCheckConfig:
+    episodes: int = 200               # scripted episodes per check (correct and corrupted)
+
+
+@dataclass
+class EvalConfig:
+    problems_per_level: int = 100     # synthetic test problems per difficulty level
+    max_problems: int | None = None   # cap for file-backed sources (gsm8k, math)
+    with_critic: bool = True          # also evaluate critique -> refine with the configured critic
+
+
+@dataclass
+class CriticTrainingConfig:
+    init: str = "shipped"             # shipped | actor | scratch | checkpoint (continue recipe.checkpoint)
+    recipe: CriticSFTConfig = field(default_factory=CriticSFTConfig)
+
+
+@dataclass
+class EvalCriticConfig:
+    problems_per_level: int = 50
+    temperature: float = 1.0          # the actor's sampling temperature for the natural-mistake set
+    samples_per_problem: int = 2
+    critics: list[str] = field(default_factory=lambda: ["model", "model_likelihood", "model_checks", "self",
+                                                        "self_reflection", "oracle", "none", "random"])
+    extra_models: dict[str, str] = field(default_factory=dict)  # more critique checkpoints, {label: path}
+
+
+@dataclass
+class CalibrateCriticConfig:
+    levels: list[int] = field(default_factory=lambda: [7, 8])
+    problems_per_level: int = 100
+    samples_per_problem: int = 1
+    accept_probabilities: list[float] = field(default_factory=lambda: [0.02, 0.05, 0.1, 0.2, 0.4])
+
+
+@dataclass
+class EvalTestTimeConfig:
+    critics: list[str] = field(default_factory=lambda: ["none", "self", "model", "model_likelihood", "oracle"])
+    problems_per_level: int = 20
+    levels: list[int] | None = None   # null: every level of the source
+    hard_levels: list[int] = field(default_factory=lambda: [7, 8])
+    max_rounds: int = 3
+    refine_temperature: float = 0.5
+    split: str = "test"
+    temperature: float = 0.5
+    k_max: int = 8
+    budget_k_max: int = 32
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    sample_rounds: int = 1
+    table_episodes: int = 40
+
+
+@dataclass
+class TrackingConfig:
+    mode: str = "offline"             # offline | online | disabled
+    project: str = "critique-gym"
+
+
+@dataclass
+class RunConfig:
+    seed: int = 0
+    run_dir: str = "runs/default"
+    stages: list[str] = field(default_factory=lambda: ["warmup", "env_check", "demo", "eval_actor", "critique_data",
+                                                       "critic_training", "eval_critic", "eval_test_time",
+                                                       "self_improve"])
+    rerun: list[str] = field(default_factory=list)
+    resume: bool = False
+    problems: ProblemsConfig = field(default_factory=ProblemsConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    actor: ActorGroupConfig = field(default_factory=ActorGroupConfig)
+    autocritique: CritiqueDataConfig = field(default_factory=CritiqueDataConfig)
+    demo: DemoConfig = field(default_factory=DemoConfig)
+    env_check: EnvCheckConfig = field(default_factory=EnvCheckConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    critic_training: CriticTrainingConfig = field(default_factory=CriticTrainingConfig)
+    eval_critic: EvalCriticConfig = field(default_factory=EvalCriticConfig)
+    calibrate_critic: CalibrateCriticConfig = field(default_factory=CalibrateCriticConfig)
+    test_time: EvalTestTimeConfig = field(default_factory=EvalTestTimeConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    self_improve: SelfImproveConfig = field(default_factory=SelfImproveConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+
+def register_schema() -> None:
+    """Put the schema in Hydra's config store (``configs/config.yaml`` lists ``schema`` first in its defaults)."""
+    ConfigStore.instance().store(name="schema", node=RunConfig)
