@@ -100,7 +100,6 @@ class LMAnnotator:
     parse_failures: Counter = field(default_factory=Counter)
 
     def annotate(self, responses: Sequence[FlawedResponse]) -> list[Annotation]:
-
         sampling = self.sampling or SamplingParams(max_new_tokens=768, temperature=0.0)
         prompts = [self._prompt(r) for r in responses]
         outputs = self.backend.generate(prompts, sampling) if prompts else []

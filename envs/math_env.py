@@ -38,7 +38,7 @@ from core.protocols import Critic
 from core.verification import VerificationResult
 from critics.base import NullCritic
 from envs.synthetic import SyntheticArithmetic
-from rewards.answer import is_answer_line, solution_lines
+from rewards.answer import is_answer_line, solution_lines, until_answer
 from rewards.verifier import verify_response
 
 __all__ = [
@@ -245,11 +245,7 @@ class MathReasoningEnv(gym.Env):
         lines = solution_lines(action)
         if not lines:
             return [], "empty action", truncated
-        kept = []
-        for line in lines:
-            kept.append(line)
-            if is_answer_line(line):
-                break
+        kept = until_answer(lines)
         error = "over-long action truncated" if truncated else None
         if len(kept) < len(lines):
             error = (error + "; " if error else "") + "text after the answer line ignored"

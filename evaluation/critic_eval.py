@@ -40,7 +40,6 @@ class LabeledSolution:
 
 
 def label(problem: Problem, steps: Sequence[str], subset: str, oracle: OracleCritic | None = None) -> LabeledSolution:
-
     oracle = oracle or OracleCritic()
     wrong = not verify_response("\n".join(steps), problem.answer).correct
     first = oracle.critique(problem, steps).first_error_step

@@ -130,14 +130,8 @@ def test_time_plots(metrics: dict, labels: dict[str, str], ks: list[int], out_di
             ax.plot(ks, [by_k[f"k={k}"]["overall"] for k in ks], marker="o", label=label,
                     linestyle="--" if method == "pass@k" else "-")
     ax.set_xscale("log", base=2)
-    ax.set_xlabel("samples per problem (k)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Accuracy vs k, by selection method")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    paths["accuracy_vs_k"] = out_dir / "accuracy_vs_k.png"
-    fig.savefig(paths["accuracy_vs_k"], dpi=120)
-    plt.close(fig)
+    paths["accuracy_vs_k"] = _save(fig, ax, "samples per problem (k)", "Accuracy vs k, by selection method", 6,
+                                   out_dir / "accuracy_vs_k.png")
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for name, m in metrics["refine"].items():
@@ -146,15 +140,22 @@ def test_time_plots(metrics: dict, labels: dict[str, str], ks: list[int], out_di
         levels = list(table)
         ax.plot([int(x) for x in levels], [table[x]["accuracy"] for x in levels], marker="o",
                 label="actor alone" if name == "none" else f"{labels[name]}, {last} rounds")
-    ax.set_xlabel("difficulty (steps)")
-    ax.set_ylabel("accuracy")
-    ax.set_title("Critique -> refine: accuracy by difficulty, by critic")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    paths["accuracy_by_difficulty"] = out_dir / "accuracy_by_difficulty.png"
-    fig.savefig(paths["accuracy_by_difficulty"], dpi=120)
-    plt.close(fig)
+    paths["accuracy_by_difficulty"] = _save(fig, ax, "difficulty (steps)",
+                                            "Critique -> refine: accuracy by difficulty, by critic", 7,
+                                            out_dir / "accuracy_by_difficulty.png")
     return paths
+
+
+def _save(fig: Any, ax: Any, xlabel: str, title: str, legend_size: int, path: Path) -> Path:
+    """Label an accuracy plot, write it as a PNG and close it."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.legend(fontsize=legend_size)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
 
 
 def test_time_scalars(metrics: dict) -> dict[str, float]:

@@ -16,6 +16,7 @@ from fractions import Fraction
 __all__ = [
     "solution_lines",
     "split_solution",
+    "until_answer",
     "ExtractedAnswer",
     "extract_answer",
     "last_boxed",
@@ -200,10 +201,14 @@ def solution_lines(text: str) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def split_solution(text: str) -> tuple[str, ...]:
-    """Solution text -> its steps, stopping after the answer line (what follows it is not part of the solution)."""
-    lines = solution_lines(text)
+def until_answer(lines: list[str]) -> list[str]:
+    """The lines up to and including the first answer line (what follows it is not part of the solution)."""
     for i, line in enumerate(lines):
         if is_answer_line(line):
-            return tuple(lines[: i + 1])
-    return tuple(lines)
+            return lines[: i + 1]
+    return lines
+
+
+def split_solution(text: str) -> tuple[str, ...]:
+    """Solution text -> its steps, stopping after the answer line."""
+    return tuple(until_answer(solution_lines(text)))

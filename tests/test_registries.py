@@ -15,6 +15,7 @@ from envs.registry import PROBLEM_SOURCES, SEED_OFFSETS, ProblemsConfig, problem
 from pipeline import ConfigError, load_config, run_stages
 from pipeline.config import CONFIG_DIR, _compose, config_groups
 from pipeline.schema import RunConfig, register_schema
+from tests.conftest import ROOT
 from trainers.registry import ALGORITHMS
 
 
@@ -96,3 +97,27 @@ def test_a_new_critic_is_one_class_one_entry_one_yaml_and_every_stage_takes_it(s
     assert first["refinements"] >= 1  # the critic flagged every sample, so the loop refined within its budget
     with pytest.raises(ConfigError, match="unknown choice 'shout'"):
         load_config(["critic=shout"])  # without its YAML the config group does not offer it
+
+
+def test_the_implementations_satisfy_their_role_protocols(tmp_path):
+    from agents import Actor, PromptTemplate, SamplingParams
+    from agents.backends.hf import HFBackend
+    from core.protocols import Algorithm, Critic, LMBackend, Policy, RolloutRunner
+    from critics.registry import CriticConfig, build_critics
+    from envs.scripted import ScriptedActor
+    from rollout.loop import PresampledActor
+    from rollout.ray_pool import LocalRolloutRunner
+    from trainers.self_improve import SelfImproveConfig
+
+    backend = HFBackend(ROOT / "checkpoints" / "tiny-actor", threads=1)
+    actor = Actor(backend, PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=8))
+    assert isinstance(backend, LMBackend)
+    assert all(isinstance(p, Policy) for p in (actor, ScriptedActor(), PresampledActor({}, actor)))
+    untrained = [n for n in CRITICS if not CRITICS[n].trained]
+    assert all(isinstance(c, Critic) for c in build_critics(untrained, CriticConfig(), actor).values())
+    runner = LocalRolloutRunner(actor, {"none": CriticConfig(name="none")})
+    assert isinstance(runner, RolloutRunner) and runner.critic("none").name == "none"
+    for name in ALGORITHMS:
+        algorithm = ALGORITHMS[name].cls(SelfImproveConfig(), runner, actor, tmp_path / name, ProblemsConfig(),
+                                         algorithm=name)
+        assert isinstance(algorithm, Algorithm) and algorithm.name == name
