@@ -57,11 +57,12 @@ class FlawedResponse:
 
 
 def sample_responses(problems: Sequence[Problem], actor: Any, samples_per_problem: int = 4,
-                     batch_size: int = 64, seed: int = 0) -> list[FlawedResponse]:
-    """The actor's own solutions (its sampling settings decide the temperature), through the environment."""
-
+                     batch_size: int = 64, seed: int = 0, env: EnvConfig | None = None) -> list[FlawedResponse]:
+    """The actor's own solutions (its sampling settings decide the temperature), through the environment
+    (``env``: the run's settings; no refinement either way)."""
     repeated = [p for p in problems for _ in range(samples_per_problem)]
-    records = rollout(repeated, actor, NullCritic(), EnvConfig(max_refinements=0), batch_size=batch_size, seed=seed)
+    records = rollout(repeated, actor, NullCritic(), replace(env or EnvConfig(), max_refinements=0),
+                      batch_size=batch_size, seed=seed)
     temperature = getattr(getattr(actor, "sampling", None), "temperature", None)
     return [FlawedResponse(r.problem, tuple(r.steps), "sampled", meta={"temperature": temperature})
             for r in records if r.steps]

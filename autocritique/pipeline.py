@@ -20,6 +20,7 @@ from autocritique.flawed import FlawedResponse, located_errors, sample_responses
 from autocritique.refine_filter import refinement_filter
 from core.critique import Critique
 from core.problem import Problem
+from envs.math_env import EnvConfig
 from envs.synthetic import ALL_ERROR_KINDS
 from storage import atomic_write_json, atomic_write_jsonl
 
@@ -73,7 +74,8 @@ class PipelineStats:
 
 
 def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: AutoCritiqueConfig,
-                           annotator: Annotator | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                           annotator: Annotator | None = None, env: EnvConfig | None = None,
+                           ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Stage 1 -> 2 -> 3 over ``problems`` (sliced in order among the sources); returns rows and stats.
 
     Problems without a synthetic program (GSM8K) get their typed mistakes as text edits (:func:`text_errors`:
@@ -92,7 +94,7 @@ def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: Auto
     responses: list[FlawedResponse] = []
     if sampled:
         responses += sample_responses(sampled, _with_temperature(actor, config.sample_temperature),
-                                      config.sampled_per_problem, config.batch_size, config.seed)
+                                      config.sampled_per_problem, config.batch_size, config.seed, env)
     programmatic = all("program" in p.metadata for p in problems)
     if located and programmatic:
         responses += located_errors(located, actor, rng, kinds=config.kinds)

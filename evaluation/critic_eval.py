@@ -25,6 +25,7 @@ from autocritique.flawed import sample_responses, typed_errors
 from core.critique import Critique
 from core.problem import Problem
 from critics.oracle import OracleCritic
+from envs.math_env import EnvConfig
 from rewards.verifier import verify_response
 
 __all__ = ["LabeledSolution", "label", "collect_eval_solutions", "score_critic"]
@@ -50,7 +51,7 @@ def label(problem: Problem, steps: Sequence[str], subset: str, oracle: OracleCri
 
 def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature: float = 1.0, seed: int = 0,
                            kinds: Sequence[str] | None = None, samples_per_problem: int = 2,
-                           ) -> dict[str, list[LabeledSolution]]:
+                           env: EnvConfig | None = None) -> dict[str, list[LabeledSolution]]:
     """The three labelled sets for ``problems`` (held-out ones): ``samples_per_problem`` natural samples per
     problem, one greedy solution, one injected-or-reference solution."""
 
@@ -58,9 +59,10 @@ def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature:
     sets: dict[str, list[LabeledSolution]] = {}
     sampler = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=seed))
     sets["natural"] = [label(r.problem, r.steps, "natural", oracle)
-                       for r in sample_responses(problems, sampler, samples_per_problem, seed=seed)]
+                       for r in sample_responses(problems, sampler, samples_per_problem, seed=seed, env=env)]
     greedy = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=0.0))
-    sets["greedy"] = [label(r.problem, r.steps, "greedy", oracle) for r in sample_responses(problems, greedy, 1, seed=seed)]
+    sets["greedy"] = [label(r.problem, r.steps, "greedy", oracle) for r in sample_responses(problems, greedy, 1, seed=seed,
+                                                                                      env=env)]
     rng = random.Random(seed)
     half = len(problems) // 2
     injected = typed_errors(problems[:half], rng, kinds=kinds) if kinds else typed_errors(problems[:half], rng)

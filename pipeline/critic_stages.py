@@ -39,7 +39,8 @@ def critique_data(run: Run, a: CritiqueDataConfig) -> dict[str, Any]:
         config = a.pipeline_config(run.seed)
     except ValueError as err:
         raise ConfigError(f"autocritique: {err}") from err
-    rows, stats = build_critique_dataset(_data_problems(run, a, config.total_problems), run.actor(), config)
+    rows, stats = build_critique_dataset(_data_problems(run, a, config.total_problems), run.actor(), config,
+                                         env=run.env_config(action_unit="solution"))
     path = write_dataset(run.dir / "critique_data", rows, stats)
     print(f"[critique_data] responses {dict(stats['responses'])}; kept {dict(stats['kept'])}; "
           f"dropped {dict(stats['dropped'])} -> {path}")
@@ -81,7 +82,7 @@ def eval_critic(run: Run, e: EvalCriticConfig) -> dict[str, Any]:
     actor = run.actor()
     problems = run.problems("eval_critic", "test", e.problems_per_level * len(run.levels))
     sets = collect_eval_solutions(problems, actor, temperature=e.temperature, seed=run.seed,
-                                  samples_per_problem=e.samples_per_problem)
+                                  samples_per_problem=e.samples_per_problem, env=run.env_config(action_unit="solution"))
     critics = {CRITICS[n].about: c for n, c in run.critics(e.critics, actor).items()}
     for label, path in e.extra_models.items():
         critics[label] = run.critics(["model"], model=path)["model"]
@@ -116,7 +117,7 @@ def calibrate_critic(run: Run, c: CalibrateCriticConfig) -> dict[str, Any]:
     actor = run.actor()
     problems = run.problems("calibrate", "train", c.problems_per_level, levels=c.levels)
     sets = collect_eval_solutions(problems, actor, temperature=run.cfg.eval_critic.temperature, seed=run.seed,
-                                  samples_per_problem=c.samples_per_problem)
+                                  samples_per_problem=c.samples_per_problem, env=run.env_config(action_unit="solution"))
     solutions = sets["natural"] + sets["greedy"]
     trained = run.critics(["model", "model_likelihood"])
     configured = trained["model_likelihood"].accept_probability

@@ -7,7 +7,7 @@ algorithm may name.
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from agents.actor import Actor
@@ -38,9 +38,10 @@ def _critic_settings(run: Run) -> dict[str, CriticConfig]:
 
 def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig]) -> RolloutRunner:
     r, a = run.cfg.ray, run.cfg.actor
+    env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     if not r.enabled:
-        return LocalRolloutRunner(actor, critics, batch_size=a.batch_size, seed=run.seed)
-    spec = WorkerSpec(run.actor_checkpoint, a, actor.sampling, critics, {}, a.batch_size, r.threads_per_worker,
+        return LocalRolloutRunner(actor, critics, env=env, batch_size=a.batch_size, seed=run.seed)
+    spec = WorkerSpec(run.actor_checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
                       run.seed)
     return RayRolloutPool(r, spec, local_actor=actor)
 

@@ -121,3 +121,22 @@ def test_the_implementations_satisfy_their_role_protocols(tmp_path):
         algorithm = ALGORITHMS[name].cls(SelfImproveConfig(), runner, actor, tmp_path / name, ProblemsConfig(),
                                          algorithm=name)
         assert isinstance(algorithm, Algorithm) and algorithm.name == name
+
+
+def test_env_settings_reach_the_self_improvement_runner_and_the_critique_data(tmp_path):
+    from autocritique.flawed import sample_responses
+    from critics.registry import CriticConfig
+    from envs.math_env import EnvConfig
+    from pipeline.context import Run
+    from pipeline.self_improve_stages import _runner
+
+    actor_path = ROOT / "checkpoints" / "tiny-actor"
+    cfg = load_config(["env.max_action_chars=40", "ray.enabled=false", f"actor.model={actor_path}"])
+    run = Run(cfg, tmp_path)
+    actor = run.actor()
+    runner = _runner(run, actor, {"none": CriticConfig(name="none")})
+    long = problems_for(ProblemsConfig(), "eval", 0, "test", 2, levels=[8])
+    records = runner.rollout(long, env={"max_refinements": 0})
+    assert all("over-long action truncated" in r.action_errors[0] for r in records)
+    sampled = sample_responses(long, actor, 1, env=EnvConfig(max_action_chars=40))
+    assert all(len("\n".join(r.steps)) <= 40 for r in sampled)
