@@ -1,9 +1,10 @@
 """Final-answer extraction and equivalence.
 
-Extraction is ordered from the most explicit marker to the least (``\\boxed{}``, GSM8K's ``####``,
-``Answer:``, "the answer is"), so a solution that states its answer is never judged by a stray number.
-Equivalence tries exact rational comparison for plain numbers first (fast, and immune to float rounding),
-then math-verify (sympy) for everything symbolic, then a normalised string comparison for text answers.
+:func:`extract_answer` reads the answer a line or short text states, from the most explicit marker to the least
+(``\\boxed{}``, GSM8K's ``####``, ``Answer:`` / ``A:``, "the answer is"); the critics use it on answer lines.
+:func:`answers_equal` compares two answers: exact rational comparison for plain numbers first (fast, and immune
+to float rounding), then math-verify (sympy) for everything symbolic, then a normalised string comparison for
+text answers. Free-form model text is verified by :func:`rewards.verifier.verify_response`.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import re
 import threading
 from dataclasses import dataclass
 from fractions import Fraction
+
+from math_verify import parse, verify
 
 __all__ = [
     "solution_lines",
@@ -24,15 +27,22 @@ __all__ = [
     "answers_equal",
     "normalize_latex",
     "is_answer_line",
+    "last_number",
+    "gold_readings",
+    "math_verify_equal",
+    "math_verify_parse",
 ]
 
 _PLAIN_NUMBER_RE = re.compile(
     r"^\s*\$?\s*(?P<num>[-−]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−]?\.\d+)\s*(?P<unit>%|[A-Za-z][A-Za-z .'\-]*)?\s*\.?\s*$"
 )
 _ANY_NUMBER_RE = re.compile(r"[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?")
-_GSM8K_RE = re.compile(r"####\s*(?P<ans>[^\n]+)")
-_ANSWER_LINE_RE = re.compile(r"(?:final\s+answer|answer)\s*(?:is)?\s*[:：]\s*(?P<ans>[^\n]+)", re.IGNORECASE)
-_ANSWER_IS_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(?P<ans>[^\n]+)", re.IGNORECASE)
+_STANDALONE_NUMBER_RE = re.compile(r"(?<![A-Za-z\d.,])[-−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:/\d+)?(?![A-Za-z\d])")
+GSM8K_RE = re.compile(r"####[ \t]*(?P<ans>[^\n]+)")
+# ``Answer: 36``, ``Final answer: 36``, GSM8K's own ``A: 36`` (at a line start: "A:" inside a sentence is not one)
+ANSWER_LINE_RE = re.compile(r"(?:final[ \t]+answer|answer)[ \t]*(?:is)?[ \t]*[:：][ \t]*(?P<ans>[^\n]+)"
+                             r"|^[ \t]*A[ \t]*[:：][ \t]*(?P<a>[^\n]+)", re.IGNORECASE | re.MULTILINE)
+ANSWER_IS_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(?P<ans>[^\n]+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -61,7 +71,8 @@ def last_boxed(text: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _clean(candidate: str) -> str:
+def clean_answer(candidate: str) -> str:
+    """A marker's text as an answer: its first sentence, unboxed, a plain number normalised (``$1,234.50`` -> ``1234.50``)."""
     s = candidate.strip()
     # answers stated in sentences: stop at the sentence end
     s = re.split(r"(?<=[^\d\\])\.\s|\.$", s, maxsplit=1)[0].strip() if not re.match(r"^\\", s) else s
@@ -85,18 +96,25 @@ def extract_answer(text: str, allow_last_number: bool = True) -> ExtractedAnswer
         return None
     boxed = last_boxed(text)
     if boxed:
-        return ExtractedAnswer(_clean(boxed), "boxed")
-    for method, regex in (("gsm8k", _GSM8K_RE), ("answer_line", _ANSWER_LINE_RE), ("answer_is", _ANSWER_IS_RE)):
+        return ExtractedAnswer(clean_answer(boxed), "boxed")
+    for method, regex in (("gsm8k", GSM8K_RE), ("answer_line", ANSWER_LINE_RE), ("answer_is", ANSWER_IS_RE)):
         matches = list(regex.finditer(text))
         if matches:
-            cleaned = _clean(matches[-1].group("ans"))
+            cleaned = clean_answer(matches[-1].group("ans") or matches[-1].groupdict().get("a") or "")
             if cleaned:
                 return ExtractedAnswer(cleaned, method)
     if allow_last_number:
-        numbers = _ANY_NUMBER_RE.findall(text)
-        if numbers:
-            return ExtractedAnswer(numbers[-1].replace(",", "").replace("−", "-"), "last_number")
+        number = last_number(text)
+        if number is not None:
+            return ExtractedAnswer(number, "last_number")
     return None
+
+
+def last_number(text: str, standalone: bool = False) -> str | None:
+    """The last number in ``text`` (commas dropped); ``standalone``: only one that is a token of its own, not
+    part of a word (``AZYUK2A``) or of a longer number."""
+    numbers = (_STANDALONE_NUMBER_RE if standalone else _ANY_NUMBER_RE).findall(text)
+    return numbers[-1].replace(",", "").replace("−", "-") if numbers else None
 
 
 def parse_number(text: str) -> Fraction | None:
@@ -137,27 +155,56 @@ def normalize_latex(s: str) -> str:
     return s.rstrip(".").lower()
 
 
-def _math_verify_equal(pred: str, gold: str) -> bool | None:
-    """math-verify's verdict, or ``None`` when it could not parse either side.
+MAX_VERIFY_CHARS = 20_000  # math-verify reads at most the last this many characters of a response
 
-    math-verify bounds its time with ``signal.alarm``, which only works on the main thread; elsewhere
-    (threads, Ray actors with concurrency) the timeouts are switched off, as its documentation advises.
-    """
+
+def _timeout() -> int | None:
+    """math-verify bounds its time with ``signal.alarm``, which works on the main thread only; elsewhere
+    (threads, Ray actors with concurrency) its timeouts are off, as its documentation advises, and the text it
+    reads is capped instead (:data:`MAX_VERIFY_CHARS`)."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def math_verify_parse(text: str) -> list:
+    """math-verify's ``parse`` with its default extraction (LaTeX, then expressions; ``\\boxed`` and "final
+    answer" first); ``[]`` when it finds nothing or fails."""
     try:
-        from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
-    except ImportError:  # pragma: no cover - math-verify is a hard dependency; keep numbers working without it
+        return parse(text[-MAX_VERIFY_CHARS:], parsing_timeout=_timeout())
+    except Exception:  # math-verify raises on pathological input: nothing found
+        return []
+
+
+def gold_readings(gold: str) -> list[list]:
+    """The ways a gold answer can be read. Gold written with delimiters (``$...$``, ``\\boxed``) is read as
+    it is; bare LaTeX (``\\frac{14}{3}``, ``\\text{(C)}``) as math; plain text both as an expression and as
+    math, since ``1,22`` is a decimal in one dataset and ``3, 5, 7`` a list in another."""
+    text = gold.strip()
+    if re.search(r"(?<!\\)\$|\\\(|\\\[|\\boxed", text):  # an escaped dollar sign is not math
+        readings = [math_verify_parse(text)]
+    elif re.search(r"[\\{}^_A-Za-z]", text):
+        readings = [math_verify_parse(f"${text}$")]
+    else:
+        readings = [math_verify_parse(text), math_verify_parse(f"${text}$")]
+    return [r for r in readings if r]
+
+
+def math_verify_equal(gold: str, pred_parsed: list) -> bool:
+    """math-verify's verdict on a parsed prediction against any reading of the gold answer."""
+    for reading in gold_readings(gold):
+        try:
+            if verify(reading, pred_parsed, timeout_seconds=_timeout()):
+                return True
+        except Exception:  # math-verify raises on pathological input: not equal
+            continue
+    return False
+
+
+def _math_verify_equal(pred: str, gold: str) -> bool | None:
+    """math-verify's verdict on two answers, or ``None`` when it could not parse either side."""
+    pred_parsed = math_verify_parse(_as_math(pred))
+    if not pred_parsed or not gold_readings(_as_math(gold)):
         return None
-    on_main = threading.current_thread() is threading.main_thread()
-    timeout = 5 if on_main else None
-    configs = [LatexExtractionConfig(), ExprExtractionConfig()]
-    try:
-        gold_parsed = parse(_as_math(gold), extraction_config=configs, parsing_timeout=timeout)
-        pred_parsed = parse(_as_math(pred), extraction_config=configs, parsing_timeout=timeout)
-        if not gold_parsed or not pred_parsed:
-            return None
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=timeout))
-    except Exception:  # math-verify raises on pathological input; treat as "could not decide"
-        return None
+    return math_verify_equal(_as_math(gold), pred_parsed)
 
 
 def _unbox(s: str) -> str:
@@ -188,12 +235,14 @@ def answers_equal(pred: str | None, gold: str) -> bool:
 
 
 
-_ANSWER_LINE_START_RE = re.compile(r"^\s*(?:final\s+answer|answer)\s*[:：]|^\s*####|\\boxed\s*\{", re.IGNORECASE)
+_ANSWER_LINE_START = re.compile(r"^[ \t]*(?:final[ \t]+answer|answer|a)[ \t]*[:：]|^[ \t]*####|\\boxed[ \t]*\{"
+                                   r"|^[ \t]*(?:so[ \t,]+)?(?:the[ \t]+)?(?:final[ \t]+)?answer[ \t]+is\b", re.IGNORECASE)
 
 
 def is_answer_line(line: str) -> bool:
-    """Whether a solution line states the final answer (``Answer: 36``, ``#### 36``, ``\\boxed{36}``)."""
-    return bool(_ANSWER_LINE_START_RE.search(line))
+    """Whether a solution line states the final answer (``Answer: 36``, GSM8K's ``#### 36`` and ``A: 36``,
+    "The answer is 36.", ``\\boxed{36}``)."""
+    return bool(_ANSWER_LINE_START.search(line))
 
 
 def solution_lines(text: str) -> list[str]:

@@ -1,6 +1,7 @@
 import json
 import re
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,75 @@ def test_extraction_runs_on_every_reference_solution(data_dir):
     for row in rows:
         right += verify_response(row["answer"], row["answer"].split("####")[-1].strip()).correct
     assert right == len(rows)
+
+
+def _math_verify_cases():
+    return [json.loads(line) for line in open(Path(__file__).parent / "data" / "math_verify" / "cases.jsonl")]
+
+
+def test_verify_response_agrees_with_math_verifys_own_cases_at_least_as_often_as_its_default():
+    from math_verify import parse, verify
+
+    cases = _math_verify_cases()
+    assert len(cases) == 260
+    ours = theirs = 0
+    for c in cases:
+        ours += verify_response(c["pred"], c["gold"]).correct == bool(c["expected"])
+        theirs += bool(verify(parse(c["gold"]), parse(c["pred"]))) == bool(c["expected"])
+    assert ours >= theirs >= 250, (ours, theirs)
+
+
+@pytest.mark.parametrize("pred, gold, correct", [
+    ("$\\frac{10}{9}$", "10/9", True),                 # a LaTeX fraction is not its last number
+    ("$\\frac{1+\\sqrt{5}}{2}$", "2", False),
+    ("$[0,1)$", "$[0,1)$", True),
+    (".4", "0.4", True),
+    ("1 000", "1000", True),
+    ("28 percent", "$28\\%$", True),
+    ("The answer is $x \\geq 5$.", "$x >= 5$", True),
+    ("$\\text{E}$", "E", True),
+    ("AZYUK2A", "2", False),                           # a digit inside a word is not a number
+    ("First \\boxed{255}. Final Answer: The final answer is $10,455$.", "10455", True),
+    ("#### 18", "18", True),
+    ("So she has 18 eggs.\nA: 18", "18", True),
+    ("3 + 15 = 18 eggs.\nThe answer is 18.", "18", True),
+    ("3 + 15 = 18 eggs.\nThe answer is 18.\nChecked 2 times.", "18", True),  # the marker wins
+    ("Step 1: 29+22=51\nStep 2: 51*3=153", "153", True),  # a step solution cut off before its answer line
+    ("Answer: (C)", "\\text{(C)}", True),
+])
+def test_verify_response_on_real_text(pred, gold, correct):
+    assert verify_response(pred, gold).correct is correct
+
+
+def test_every_gsm8k_reference_verifies_whichever_way_it_states_its_answer(data_dir):
+    rows = [json.loads(line) for split in ("train", "test") for line in open(data_dir / "gsm8k" / f"{split}.jsonl")]
+    assert len(rows) == 8792
+    wrong = []
+    for row in rows:
+        body, gold = row["answer"].rsplit("####", 1)
+        gold = gold.strip()
+        for text in (row["answer"], f"{body}A: {gold}", f"{body}The answer is {gold}.",
+                     f"{body}A: {gold}\nChecked 2 times.", f"{body}The answer is {gold}.\nI checked it 3 times."):
+            if not verify_response(text, gold).correct:
+                wrong.append(text[-60:])
+    assert wrong == []
+
+
+def test_gsm8k_answer_lines_end_a_step_by_step_episode(data_dir):
+    """In step mode every line is an action: GSM8K's own answer lines must end the episode, right."""
+    from critics import NullCritic
+    from envs import EnvConfig, MathReasoningEnv, load_gsm8k
+
+    source = load_gsm8k(data_dir / "gsm8k" / "test.jsonl")
+    env = MathReasoningEnv(source, NullCritic(), EnvConfig(action_unit="step", max_turns=64, max_action_chars=2048))
+    rewards = []
+    for i, problem in enumerate(list(source)[:300]):
+        assert problem.steps[-1] == f"Answer: {problem.answer}"
+        for answer in (f"A: {problem.answer}", f"The answer is {problem.answer}."):
+            env.reset(options={"index": i})
+            for line in [*problem.steps[:-1], answer, "Checked 2 times."]:
+                _, reward, terminated, truncated, _ = env.step(line)
+                if terminated or truncated:
+                    break
+            rewards.append((terminated, reward))
+    assert all(t and r == 1.0 for t, r in rewards)
