@@ -29,9 +29,13 @@ class Tracker:
         self.mode, self.run = mode, None
         if mode == "disabled":
             return
+        # before wandb starts: an offline run given mode="offline" alone still has wandb's service and its
+        # analytics look up remote hosts; with the mode in its environment they never start
+        if mode == "offline":
+            os.environ["WANDB_MODE"] = "offline"
+        os.environ.setdefault("WANDB_SILENT", "true")
         import wandb
 
-        os.environ.setdefault("WANDB_SILENT", "true")
         Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.run = wandb.init(project=project, name=name, group=group, dir=str(run_dir), mode=mode,
                               config=config or {}, reinit="create_new",

@@ -59,13 +59,19 @@ class RayConfig:
 
 
 def init_ray(config: RayConfig) -> None:
-    """Start (or join) Ray with every piece of its traffic kept on this machine for a local cluster."""
+    """Start (or join) Ray with every piece of its traffic kept on this machine for a local cluster.
+
+    For a local cluster Ray is told to use the loopback address (``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0``, read
+    when Ray is first imported: without it every Ray process finds its own address by "connecting" a UDP
+    socket to 8.8.8.8), and its usage statistics are off."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    if config.address is None:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     import ray
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     if config.address is None:
         if not LOCAL_ONLY_BOOTSTRAP.exists():
             LOCAL_ONLY_BOOTSTRAP.write_text("# written by critique-gym: a local Ray cluster, no cloud provider\n"
@@ -178,9 +184,9 @@ class RayRolloutPool:
     actor's model), for trainers that score completions themselves (GRPO's critic reward)."""
 
     def __init__(self, config: RayConfig, spec: WorkerSpec, local_actor: Actor | None = None):
+        init_ray(config)  # first: it sets the environment Ray reads when it is imported
         import ray
 
-        init_ray(config)
         self.config, self.spec = config, spec
         self._remote = ray.remote(num_cpus=config.num_cpus_per_worker, num_gpus=config.num_gpus_per_worker)(_Worker)
         self.workers = [self._spawn() for _ in range(config.num_workers)]
