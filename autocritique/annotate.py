@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from autocritique.flawed import FlawedResponse
-from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement, check_text
 from core.sampling import SamplingParams
 from critics.oracle import OracleCritic
 from critics.paper_format import from_paper_text
@@ -128,7 +128,7 @@ def read_critique(text: str, num_steps: int) -> Critique:
 
     Text before the first line of the format (a preamble such as "Sure, here is my review:") is ignored.
     """
-    lines = text.strip().splitlines()
+    lines = check_text(text).strip().splitlines()
     for start in range(len(lines)):
         body = "\n".join(lines[start:])
         try:
@@ -136,9 +136,12 @@ def read_critique(text: str, num_steps: int) -> Critique:
         except CritiqueParseError:
             pass
         try:
-            return from_paper_text(body).critique
+            critique = from_paper_text(body).critique
         except CritiqueParseError:
             pass
+        else:
+            if len(critique.steps) == num_steps:  # the paper's format numbers its own steps: they must fit
+                return critique
         if start >= 3:  # a preamble longer than that is not a preamble
             break
     raise CritiqueParseError(f"neither the project's nor the paper's critique format: {text[:120]!r}")

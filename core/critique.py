@@ -21,12 +21,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["StepJudgement", "Critique", "CritiqueParseError"]
+__all__ = ["StepJudgement", "Critique", "CritiqueParseError", "MAX_CRITIQUE_CHARS", "check_text", "step_number"]
 
-_STEP_RE = re.compile(r"^step\s+(\d+)\s*:\s*(.*?)\s*\b(correct|wrong)\s*(?:\|\s*(.*))?$", re.IGNORECASE)
-_FINAL_RE = re.compile(r"^final\s+answer\s*:\s*(correct|wrong)\s*(?:\|\s*(.*))?$", re.IGNORECASE)
-_VERDICT_RE = re.compile(r"^verdict\s*:\s*(correct|wrong)\b(?:.*?first\s+error\s+at\s+step\s+(\d+))?", re.IGNORECASE)
-_HINT_RE = re.compile(r"^hint\s*:\s*(.*)$", re.IGNORECASE)
+# Line heads only: what follows a head is split with str methods, so every parse is linear in the text.
+_STEP_HEAD_RE = re.compile(r"step[ \t]+(\d+)[ \t]*:", re.IGNORECASE)
+_VERDICT_WORD_RE = re.compile(r"\b(correct|wrong)[ \t]*$", re.IGNORECASE)
+_FINAL_HEAD_RE = re.compile(r"final[ \t]+answer[ \t]*:", re.IGNORECASE)
+_VERDICT_HEAD_RE = re.compile(r"verdict[ \t]*:[ \t]*(correct|wrong)\b", re.IGNORECASE)
+_FIRST_ERROR_RE = re.compile(r"first[ \t]+error[ \t]+at[ \t]+step[ \t]+(\d+)", re.IGNORECASE)
+_HINT_HEAD_RE = re.compile(r"hint[ \t]*:", re.IGNORECASE)
+MAX_CRITIQUE_CHARS = 50_000  # longer model output is not a critique (and would only cost time to read)
+MAX_STEP_DIGITS = 6
+
+
+def check_text(text: object, what: str = "critique") -> str:
+    """``text`` if it is a string a parser should read, else :class:`CritiqueParseError` saying why."""
+    if not isinstance(text, str):
+        raise CritiqueParseError(f"{what} is {type(text).__name__}, not text")
+    if len(text) > MAX_CRITIQUE_CHARS:
+        raise CritiqueParseError(f"{what} is {len(text):,} characters, over the {MAX_CRITIQUE_CHARS:,} a critique "
+                                 f"may have")
+    return text
+
+
+def step_number(digits: str, line: str) -> int:
+    """A step number from model text; absurd ones (``Step 10000000000:``) are a parse error, not an ``int``."""
+    if len(digits) > MAX_STEP_DIGITS:
+        raise CritiqueParseError(f"step number with {len(digits)} digits in line {line[:80]!r}")
+    return int(digits)
 
 
 class CritiqueParseError(ValueError):
@@ -109,7 +131,7 @@ class Critique:
         ``num_steps`` (the solution's line count, answer line included) lets the parser number the
         ``Final answer`` judgement and reject step numbers that do not exist.
         """
-        if not isinstance(text, str) or not text.strip():
+        if not check_text(text).strip():
             raise CritiqueParseError("empty critique")
         judgements: dict[int, StepJudgement] = {}
         final: tuple[bool, str] | None = None
@@ -119,24 +141,34 @@ class Critique:
             line = raw.strip()
             if not line:
                 continue
-            if m := _STEP_RE.match(line):
-                index = int(m.group(1))
+            if m := _STEP_HEAD_RE.match(line):
+                index = step_number(m.group(1), line)
+                body, _, feedback = line[m.end():].partition("|")
+                word = _VERDICT_WORD_RE.search(body)
+                if word is None:
+                    raise CritiqueParseError(f"step line without a verdict: {line[:120]!r}")
                 if index < 1 or (num_steps is not None and index > num_steps):
-                    raise CritiqueParseError(f"step number {index} out of range in line {line!r}")
+                    raise CritiqueParseError(f"step number {index} out of range in line {line[:120]!r}")
                 if index in judgements:
-                    raise CritiqueParseError(f"step {index} judged twice (line {line!r})")
-                judgements[index] = StepJudgement(index, m.group(3).lower() == "correct", m.group(2).strip(),
-                                                  (m.group(4) or "").strip())
-            elif m := _FINAL_RE.match(line):
-                final = (m.group(1).lower() == "correct", (m.group(2) or "").strip())
-            elif m := _VERDICT_RE.match(line):
-                verdict = (m.group(1).lower() == "correct", int(m.group(2)) if m.group(2) else None)
-            elif m := _HINT_RE.match(line):
-                hint = m.group(1).strip()
+                    raise CritiqueParseError(f"step {index} judged twice (line {line[:120]!r})")
+                judgements[index] = StepJudgement(index, word.group(1).lower() == "correct",
+                                                  body[: word.start()].strip(), feedback.strip())
+            elif m := _FINAL_HEAD_RE.match(line):
+                body, _, feedback = line[m.end():].partition("|")
+                if body.strip().lower() not in ("correct", "wrong"):
+                    raise CritiqueParseError(f"final-answer line without a verdict: {line[:120]!r}")
+                final = (body.strip().lower() == "correct", feedback.strip())
+            elif m := _VERDICT_HEAD_RE.match(line):
+                first = _FIRST_ERROR_RE.search(line, m.end())
+                verdict = (m.group(1).lower() == "correct", step_number(first.group(1), line) if first else None)
+            elif m := _HINT_HEAD_RE.match(line):
+                hint = line[m.end():].strip()
             else:
-                raise CritiqueParseError(f"unrecognised critique line {line!r}")
+                raise CritiqueParseError(f"unrecognised critique line {line[:120]!r}")
         if verdict is None:
             raise CritiqueParseError("critique has no 'Verdict:' line")
+        if verdict[1] is not None and (verdict[1] < 1 or (num_steps is not None and verdict[1] > num_steps)):
+            raise CritiqueParseError(f"verdict names step {verdict[1]}, which is not a step of the solution")
         if final is not None:
             answer_index = num_steps if num_steps is not None else max(judgements, default=0) + 1
             if answer_index in judgements:

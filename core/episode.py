@@ -33,6 +33,7 @@ class Attempt:
     critique: Critique
     cut_at: int | None
     verification: VerificationResult | None = None
+    not_applied: str = ""  # why the critique could not be acted on (it names a step the solution lacks)
 
     @property
     def correct(self) -> bool:
@@ -78,8 +79,8 @@ class EpisodeRecord:
         return {
             "problem": self.problem.to_dict(),
             "steps": list(self.steps),
-            "attempts": [{"steps": a.steps, "critique": a.critique.to_dict(), "cut_at": a.cut_at}
-                         for a in self.attempts],
+            "attempts": [{"steps": a.steps, "critique": a.critique.to_dict(), "cut_at": a.cut_at,
+                          **({"not_applied": a.not_applied} if a.not_applied else {})} for a in self.attempts],
             "actions": list(self.actions),
             "action_errors": list(self.action_errors),
             "generations": [asdict(g) for g in self.generations],

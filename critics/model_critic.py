@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement, check_text, step_number
 from core.problem import Problem
 from core.sampling import SamplingParams
 from critics.base import BaseCritic, check_batch
@@ -52,8 +52,34 @@ __all__ = ["ModelCritic", "ModelLine", "model_text", "model_lines", "parse_model
 VERDICTS = ("model", "checks", "likelihood")
 SAYS = " | says "
 RESULT_WIDTH = 3  # whole-number results are zero-padded to this many digits when set side by side
-_LINE_RE = re.compile(r"^(?:step\s+(\d+)|(final\s+answer))\s*:\s*(.*?)\s*\|\s*says\s+(.*?)\s*\|"
-                      r"(?:\s*=\S*\s+=\S*\s*\|)?\s*(correct|wrong)\b\s*(?:\|\s*(.*))?$", re.IGNORECASE)
+_MODEL_HEAD_RE = re.compile(r"(?:step[ \t]+(\d+)|(final[ \t]+answer))[ \t]*:", re.IGNORECASE)
+_SIDE_BY_SIDE_RE = re.compile(r"=\S*[ \t]+=\S*")
+
+
+class _LineParts(NamedTuple):
+    index: int | None  # None: the final-answer line
+    own: str
+    stated: str
+    correct: bool
+    feedback: str
+
+
+def read_model_line(line: str) -> _LineParts | None:
+    """One stepwise line (``Step 2: 51*3=153 | says 51*3=160 | =153 =160 | wrong | ...``) in parts, or ``None``
+    when it is not one. Split on ``|`` with str methods: linear in the line, whatever the model wrote."""
+    m = _MODEL_HEAD_RE.match(line)
+    if m is None:
+        return None
+    parts = line[m.end():].split("|")
+    says = parts[1].strip() if len(parts) > 2 else ""
+    if says[:4].lower() != "says" or not says[4:5].isspace():
+        return None
+    i = 3 if _SIDE_BY_SIDE_RE.fullmatch(parts[2].strip()) else 2
+    if i >= len(parts) or parts[i].strip().lower() not in ("correct", "wrong"):
+        return None
+    index = None if m.group(2) else step_number(m.group(1), line)
+    return _LineParts(index, parts[0].strip(), says[5:].strip(), parts[i].strip().lower() == "correct",
+                      "|".join(parts[i + 1:]).strip())
 
 
 def side_by_side(own: str, stated: str) -> str:
@@ -139,23 +165,23 @@ def _hint(judgement: StepJudgement, stated: str) -> str:
 def parse_model_text(text: str, steps: Sequence[str]) -> Critique:
     """Stepwise model text back to a :class:`Critique`: lines up to the first wrong one; the hint is the
     critic's own computation of that line. Raises :class:`CritiqueParseError` on a line in no known form."""
+    check_text(text)
     judgements: list[StepJudgement] = []
     hint = ""
     for raw in text.strip().splitlines():
         line = raw.strip()
         if not line:
             continue
-        m = _LINE_RE.match(line)
-        if not m:
-            raise CritiqueParseError(f"unrecognised critique line {line!r}")
-        index = len(steps) if m.group(2) else int(m.group(1))
+        parts = read_model_line(line)
+        if parts is None:
+            raise CritiqueParseError(f"unrecognised critique line {line[:120]!r}")
+        index = len(steps) if parts.index is None else parts.index
         if not 0 < index <= len(steps):
-            raise CritiqueParseError(f"step number {index} out of range in line {line!r}")
-        judgement = StepJudgement(index, m.group(5).lower() == "correct", m.group(3), (m.group(6) or "").strip(),
-                                  is_answer=bool(m.group(2)))
+            raise CritiqueParseError(f"step number {index} out of range in line {line[:120]!r}")
+        judgement = StepJudgement(index, parts.correct, parts.own, parts.feedback, is_answer=parts.index is None)
         judgements.append(judgement)
         if not judgement.correct:
-            hint = _hint(judgement, m.group(4))
+            hint = _hint(judgement, parts.stated)
             break
     if not judgements:
         raise CritiqueParseError("empty critique")
@@ -165,7 +191,7 @@ def parse_model_text(text: str, steps: Sequence[str]) -> Critique:
 def parse_whole_critique(text: str, num_steps: int) -> Critique:
     """A whole critique in the one format, ignoring whatever the model wrote after its ``Hint:`` (or
     ``Verdict:``) line."""
-    lines = [line for line in text.strip().splitlines() if line.strip()]
+    lines = [line for line in check_text(text).strip().splitlines() if line.strip()]
     end = len(lines)
     for i, line in enumerate(lines):
         if line.strip().lower().startswith("verdict"):
@@ -307,10 +333,13 @@ class ModelCritic(BaseCritic):
         review.text += line + "\n"
         review.prompt += self.template.codec.encode(line + "\n")
         review.line += 1
-        m = _LINE_RE.match(line.strip())
-        if m is None:
-            review.failure, review.done = f"unrecognised critique line {line!r}", True
-        elif m.group(5).lower() == "wrong":
+        try:
+            parts = read_model_line(line.strip())
+        except CritiqueParseError as err:
+            parts, review.failure = None, str(err)
+        if parts is None:
+            review.failure, review.done = review.failure or f"unrecognised critique line {line[:120]!r}", True
+        elif not parts.correct:
             review.done = True
 
     def _finish(self, review: _Review) -> Critique:

@@ -21,10 +21,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.critique import Critique, CritiqueParseError, StepJudgement
+from core.critique import Critique, CritiqueParseError, StepJudgement, check_text
 
-__all__ = ["PaperCritique", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca", "from_row",
-           "CRITIC_INSTRUCTION"]
+__all__ = ["PaperCritique", "RefinementRow", "RowFormatError", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca",
+           "from_refinement_row", "from_row", "CRITIC_INSTRUCTION"]
 
 CRITIC_INSTRUCTION = (
     "Review the solution to the math problem step by step. For each step, quote it as 'Step sentence', judge "
@@ -77,7 +77,7 @@ def to_paper_text(critique: Critique, steps: Sequence[str]) -> str:
 
 def from_paper_text(text: str) -> PaperCritique:
     """Parse the paper's critique text; raises :class:`CritiqueParseError` when it is not in that format."""
-    if not isinstance(text, str) or not text.strip():
+    if not check_text(text).strip():
         raise CritiqueParseError("empty critique")
     sentences: list[str] = []
     verdicts: list[list] = []  # [correct, explanation]
@@ -103,6 +103,8 @@ def from_paper_text(text: str) -> PaperCritique:
             explaining[1] = (explaining[1] + " " + (m.group(1) if m else line)).strip()
         else:
             raise CritiqueParseError(f"unrecognised line in a paper-format critique: {line!r}")
+    if len(sentences) == len(verdicts) + 1 and final is not None:
+        sentences.pop()  # the paper's own rows quote the answer line too, judged by the final-answer verdict
     if len(verdicts) != len(sentences):
         raise CritiqueParseError(f"{len(sentences)} step sentences but {len(verdicts)} step verdicts")
     if final is None:
@@ -130,19 +132,78 @@ def to_alpaca(question: str, steps: Sequence[str], critique: Critique) -> dict[s
             "output": to_paper_text(critique, steps)}
 
 
-def from_row(row: dict[str, Any]) -> PaperCritique:
-    """Read a ShareGPT or Alpaca row (the project's or a released MathCritique-76k one)."""
+class RowFormatError(CritiqueParseError):
+    """A dataset row that is not a critique row; the message names the row and the field."""
+
+
+def _field(row: dict, key: str, where: str) -> str:
+    value = row.get(key, "")
+    if not isinstance(value, str):
+        raise RowFormatError(f"{where}: field {key!r} is {type(value).__name__}, not text")
+    return value
+
+
+def from_row(row: Any, index: int | None = None) -> PaperCritique:
+    """Read a ShareGPT or Alpaca row (the project's or a released MathCritique-76k one); ``index`` names the
+    row in errors."""
+    where = "row" if index is None else f"row {index}"
+    if not isinstance(row, dict):
+        raise RowFormatError(f"{where} is {type(row).__name__}, not a dict")
     if "conversations" in row:
         turns = row["conversations"]
-        human = [t.get("value", "") for t in turns if t.get("from") in ("human", "user")]
-        answers = [t.get("value", "") for t in turns if t.get("from") in ("gpt", "assistant")]
+        if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
+            raise RowFormatError(f"{where}: field 'conversations' is not a list of turns")
+        human = [_field(t, "value", f"{where} turn {i}") for i, t in enumerate(turns) if t.get("from") in ("human", "user")]
+        answers = [_field(t, "value", f"{where} turn {i}") for i, t in enumerate(turns)
+                   if t.get("from") in ("gpt", "assistant")]
         if not human or not answers:
-            raise CritiqueParseError("a ShareGPT row needs a human turn and a gpt turn")
-        parsed = from_paper_text(answers[-1])
+            raise RowFormatError(f"{where}: a ShareGPT row needs a human turn and a gpt turn")
+        parsed = _critique_of(answers[-1], where, "conversations")
         parsed.prompt = human[-1]
         return parsed
     if {"instruction", "output"} <= set(row):
-        parsed = from_paper_text(row["output"])
-        parsed.prompt = (row["instruction"] + "\n\n" + row.get("input", "")).strip()
+        parsed = _critique_of(_field(row, "output", where), where, "output")
+        parsed.prompt = (_field(row, "instruction", where) + "\n\n" + _field(row, "input", where)).strip()
         return parsed
-    raise CritiqueParseError(f"not a ShareGPT or Alpaca row: keys {sorted(row)}")
+    raise RowFormatError(f"{where}: not a ShareGPT or Alpaca row: keys {sorted(map(str, row))}")
+
+
+def _critique_of(text: str, where: str, field: str) -> PaperCritique:
+    try:
+        return from_paper_text(text)
+    except CritiqueParseError as err:
+        raise RowFormatError(f"{where}: field {field!r}: {err}") from err
+
+
+@dataclass
+class RefinementRow:
+    """A row of the paper's refinement data: an attempt, the critique of it, and the refined solution."""
+
+    question: str
+    attempt: list[str]
+    critique: Critique
+    refinement: str
+
+
+_ASSISTANT = "Assistant:"
+_CRITIQUE_START = "Step sentence:"
+
+
+def from_refinement_row(row: Any, index: int | None = None) -> RefinementRow:
+    """Read an Alpaca row of the paper's refinement data (``instruction``: the question, ``Assistant:`` and the
+    attempt, a human turn with the critique in the paper's format; ``output``: the refined solution)."""
+    where = "row" if index is None else f"row {index}"
+    if not isinstance(row, dict):
+        raise RowFormatError(f"{where} is {type(row).__name__}, not a dict")
+    instruction, output = _field(row, "instruction", where), _field(row, "output", where)
+    head, found, rest = instruction.partition(_ASSISTANT)
+    if not found:
+        raise RowFormatError(f"{where}: field 'instruction' has no {_ASSISTANT!r} turn with the attempt")
+    attempt_text, found, review = rest.partition("Human:")
+    start = review.find(_CRITIQUE_START)
+    if not found or start < 0:
+        raise RowFormatError(f"{where}: field 'instruction' has no critique ({_CRITIQUE_START!r} lines) after the attempt")
+    critique = _critique_of(review[start:], where, "instruction").critique
+    question = head.split("Please also give your final number")[0].strip()
+    attempt = [line.strip() for line in attempt_text.replace("<|end_of_text|>", "").splitlines() if line.strip()]
+    return RefinementRow(question, attempt, critique, output.strip())

@@ -255,6 +255,10 @@ class MathReasoningEnv(gym.Env):
         """Record the critique; cut the solution back to the flagged step if a refinement round is left."""
         record = self.record
         first = critique.first_error_step
+        if first is not None and not 1 <= first <= len(record.steps):  # a critique of another solution
+            record.attempts.append(Attempt(list(record.steps), critique, None, verification,
+                                           f"first error at step {first} of a {len(record.steps)}-step solution"))
+            return False
         can_refine = first is not None and record.refinement_rounds < self.config.max_refinements
         record.attempts.append(Attempt(list(record.steps), critique, first - 1 if can_refine else None, verification))
         if not can_refine:

@@ -33,6 +33,7 @@ __all__ = [
     "math_verify_parse",
 ]
 
+MAX_NUMBER_CHARS = 400
 _PLAIN_NUMBER_RE = re.compile(
     r"^\s*\$?\s*(?P<num>[-−]?\s*(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?|[-−]?\.\d+)\s*(?P<unit>%|[A-Za-z][A-Za-z .'\-]*)?\s*\.?\s*$"
 )
@@ -54,20 +55,20 @@ class ExtractedAnswer:
 
 
 def last_boxed(text: str) -> str | None:
-    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``), nested braces included."""
-    starts = [m.end() for m in re.finditer(r"\\(?:boxed|fbox)\s*\{", text)]
-    for start in reversed(starts):
-        depth = 1
-        for i in range(start, len(text)):
-            ch = text[i]
-            if ch == "{":
-                depth += 1
-            elif ch == "}":
-                depth -= 1
-                if depth == 0:
-                    return text[start:i].strip()
-        # unbalanced: try an earlier one
-    m = re.search(r"\\boxed\s+([^\s$]+)", text)  # \boxed 5 (no braces)
+    """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) whose braces close, nested braces included.
+    One pass over the text matches every brace, so unbalanced model output costs no more than balanced."""
+    closing: dict[int, int] = {}
+    stack: list[int] = []
+    for i, ch in enumerate(text):
+        if ch == "{":
+            stack.append(i)
+        elif ch == "}" and stack:
+            closing[stack.pop()] = i
+    for m in reversed(list(re.finditer(r"\\(?:boxed|fbox)[ \t]*\{", text))):
+        end = closing.get(m.end() - 1)
+        if end is not None:
+            return text[m.end():end].strip()
+    m = re.search(r"\\boxed[ \t]+([^\s$]+)", text)  # \boxed 5 (no braces)
     return m.group(1) if m else None
 
 
@@ -119,6 +120,8 @@ def last_number(text: str, standalone: bool = False) -> str | None:
 
 def parse_number(text: str) -> Fraction | None:
     """Exact value of a plain number (``1,234``, ``-3.50``, ``$7``, ``12%``, ``3/4``); ``None`` otherwise."""
+    if len(text) > MAX_NUMBER_CHARS:  # no answer is a 5,000-digit number (and int() refuses past 4,300 digits)
+        return None
     s = re.sub(r"\\[!,;: ]|\\\$|\$|\s", "", text.strip()).replace("−", "-")
     percent = s.endswith("%") or s.endswith("\\%")
     s = s.rstrip("%").removesuffix("\\")
@@ -156,20 +159,29 @@ def normalize_latex(s: str) -> str:
 
 
 MAX_VERIFY_CHARS = 20_000  # math-verify reads at most the last this many characters of a response
+MAX_VERIFY_CHARS_OFF_MAIN = 4_000  # ... and this many off the main thread, where nothing else bounds its time
+MATH_VERIFY_SECONDS = 1
+_LONG_TOKEN_RE = re.compile(r"\S{1000,}")  # a thousand characters without a space is no answer, and sympy
+# would take seconds to find that out
 
 
 def _timeout() -> int | None:
     """math-verify bounds its time with ``signal.alarm``, which works on the main thread only; elsewhere
     (threads, Ray actors with concurrency) its timeouts are off, as its documentation advises, and the text it
     reads is capped instead (:data:`MAX_VERIFY_CHARS`)."""
-    return 5 if threading.current_thread() is threading.main_thread() else None
+    return MATH_VERIFY_SECONDS if _on_main() else None
+
+
+def _on_main() -> bool:
+    return threading.current_thread() is threading.main_thread()
 
 
 def math_verify_parse(text: str) -> list:
     """math-verify's ``parse`` with its default extraction (LaTeX, then expressions; ``\\boxed`` and "final
     answer" first); ``[]`` when it finds nothing or fails."""
     try:
-        return parse(text[-MAX_VERIFY_CHARS:], parsing_timeout=_timeout())
+        text = _LONG_TOKEN_RE.sub(" ", text[-(MAX_VERIFY_CHARS if _on_main() else MAX_VERIFY_CHARS_OFF_MAIN):])
+        return parse(text, parsing_timeout=_timeout())
     except Exception:  # math-verify raises on pathological input: nothing found
         return []
 

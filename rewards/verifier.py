@@ -4,7 +4,8 @@ A response is checked in the cheapest way that is right for it:
 
 1. an explicit answer marker of the project's or GSM8K's formats (``Answer: 36``, ``#### 36``, ``A: 36``,
    "The answer is 36.") stating a plain number, against a plain-number gold: exact rational comparison (the
-   last marker in the text wins, so a trailing remark with a number in it does not count);
+   last marker in the text wins, so a trailing remark with a number in it does not count; ``4%`` also
+   matches a gold ``4``, as percentages are written in GSM8K);
 2. the project's step format without an answer line (``Step k: ...`` only, e.g. a solution cut off by the
    token budget), against a plain-number gold: the last number, as the tiny world always has;
 3. anything else -- free-form text, LaTeX, several ``\\boxed{}``, "Final Answer: ..." -- through math-verify's
@@ -67,7 +68,9 @@ def verify_response(response: str, gold: str, allow_last_number: bool = True) ->
     marker = _marker(response)
     stated = parse_number(marker[0]) if marker else None
     if stated is not None and gold_number is not None:
-        return _result(marker[0], gold, stated == gold_number, marker[1])
+        # "The answer is 4%." for GSM8K's gold "4": datasets write a percentage's number without its sign
+        percent = marker[0].rstrip().endswith("%") and stated * 100 == gold_number
+        return _result(marker[0], gold, stated == gold_number or percent, marker[1])
     latex = bool(_LATEX.search(response))
     if (marker is None and gold_number is not None and not latex and allow_last_number
             and all(_STEP_LINE.match(line) for line in response.splitlines() if line.strip())):
