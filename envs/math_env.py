@@ -16,6 +16,9 @@ step. Without rounds left, the solution stands as written.
 End: ``terminated`` once an answer line is accepted (the critic finds no error, or no rounds are left);
 ``truncated`` when ``max_turns`` actions pass without one.
 
+An action longer than ``max_action_chars`` (the action space's length) is kept whole and the record says so:
+cutting it could leave a cut number for the verifier to score.
+
 Reward (sparse by default): ``correct_reward`` when the verifier accepts the final answer, else 0. Optional
 shaping, all off by default: ``-invalid_action_penalty`` for each empty, non-text or over-long action, and
 ``-refinement_penalty`` for each refinement round the critic forces.
@@ -56,6 +59,7 @@ __all__ = [
 _UNICODE = "¢£³¼½¾×çèéñ÷А\u200b–—‘’“”€−√" + "πθαβγδλμσφωΔΣΠ∞±≤≥≠≈→←↔⇒·•…°²¹⁰√∑∏∫∂∈∉⊂∪∩∠⊥∥✓✗"
 CHARSET = frozenset(string.printable) | frozenset(_UNICODE)
 _CHARSET_STR = "".join(sorted(CHARSET))
+DEFAULT_ACTION_CHARS = 4096
 
 
 def sanitize_text(text: str, max_length: int) -> str:
@@ -73,7 +77,8 @@ class EnvConfig:
     critique_timing: str = "final"  # "step" | "final"
     max_turns: int = 32
     max_refinements: int = 2
-    max_action_chars: int = 512
+    max_action_chars: int | None = None  # the action space's length (None: 4096; a pipeline run derives it from
+    # the actor's generation budget); a longer action is kept whole, and the record says it was over
     max_problem_chars: int = 4096
     max_feedback_chars: int = 2048
     correct_reward: float = 1.0
@@ -86,14 +91,18 @@ class EnvConfig:
         if self.critique_timing not in ("step", "final"):
             raise ValueError(f"critique_timing must be 'step' or 'final', got {self.critique_timing!r}")
         for name in ("max_turns", "max_action_chars", "max_problem_chars", "max_feedback_chars"):
-            if getattr(self, name) < 1:
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.max_refinements < 0:
             raise ValueError(f"max_refinements must be >= 0, got {self.max_refinements}")
 
     @property
+    def action_chars(self) -> int:
+        return DEFAULT_ACTION_CHARS if self.max_action_chars is None else self.max_action_chars
+
+    @property
     def max_steps_chars(self) -> int:
-        return self.max_turns * (self.max_action_chars + 1)
+        return self.max_turns * (self.action_chars + 1)
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,7 @@ class PendingStep:
     needs_critique: bool
     answered: bool
     action_error: str | None
-    action_truncated: bool
+    action_over_long: bool
 
 
 class MathReasoningEnv(gym.Env):
@@ -136,7 +145,7 @@ class MathReasoningEnv(gym.Env):
             "steps": spaces.Text(c.max_steps_chars, min_length=0, charset=_CHARSET_STR),
             "feedback": spaces.Text(c.max_feedback_chars, min_length=0, charset=_CHARSET_STR),
         })
-        self.action_space = spaces.Text(c.max_action_chars, min_length=0, charset=_CHARSET_STR)
+        self.action_space = spaces.Text(c.action_chars, min_length=0, charset=_CHARSET_STR)
         self.record: EpisodeRecord | None = None
         self._feedback = ""
         self._pending: PendingStep | None = None
@@ -173,7 +182,7 @@ class MathReasoningEnv(gym.Env):
         if self._pending is not None:
             raise RuntimeError("MathReasoningEnv.submit() called twice without resolve()")
         record.turns += 1
-        lines, error, truncated_action = self._parse_action(action)
+        lines, error, over_long = self._parse_action(action)
         record.actions.append(action if isinstance(action, str) else repr(action))
         if error:
             record.action_errors.append(error)
@@ -181,7 +190,7 @@ class MathReasoningEnv(gym.Env):
         # a whole-solution action is the actor's final word, even without an answer line (or empty)
         answered = c.action_unit == "solution" or (bool(record.steps) and is_answer_line(record.steps[-1]))
         needs = bool(lines) and (answered or c.critique_timing == "step")
-        self._pending = PendingStep(tuple(record.steps), needs, answered, error, truncated_action)
+        self._pending = PendingStep(tuple(record.steps), needs, answered, error, over_long)
         return self._pending
 
     def resolve(self, pending: PendingStep, critique: Critique | None):
@@ -192,7 +201,7 @@ class MathReasoningEnv(gym.Env):
         if pending.needs_critique and critique is None:
             raise ValueError("this step needs a critique and none was given")
         record, c = self.record, self.config
-        reward = -c.invalid_action_penalty if (pending.action_error or pending.action_truncated) else 0.0
+        reward = -c.invalid_action_penalty if (pending.action_error or pending.action_over_long) else 0.0
         answered, refined = pending.answered, False
         # a finished solution is verified once, here: the attempt keeps the result, and so does the record
         verification = verify_response("\n".join(pending.steps), record.problem.answer) if answered else None
@@ -214,7 +223,7 @@ class MathReasoningEnv(gym.Env):
             print(self._render_text())
         return self._observation(), reward, terminated, truncated, self._info(
             critique=critique, refined=refined, action_error=pending.action_error,
-            action_truncated=pending.action_truncated)
+            action_over_long=pending.action_over_long)
 
     def render(self) -> str | None:
         """``ansi``: the episode so far as text; ``human``: printed after every step, so nothing here."""
@@ -239,17 +248,16 @@ class MathReasoningEnv(gym.Env):
         """Split an action into solution lines; never raises on bad input, reports it instead."""
         if not isinstance(action, str):
             return [], f"action is {type(action).__name__}, not text", False
-        truncated = len(action) > self.config.max_action_chars
-        if truncated:
-            action = action[: self.config.max_action_chars]
+        over = len(action) > self.config.action_chars  # kept whole: a cut line could end in a cut number
         lines = solution_lines(action)
         if not lines:
-            return [], "empty action", truncated
+            return [], "empty action", over
         kept = until_answer(lines)
-        error = "over-long action truncated" if truncated else None
+        error = (f"over-long action ({len(action)} characters, max_action_chars={self.config.action_chars}) kept whole"
+                 if over else None)
         if len(kept) < len(lines):
             error = (error + "; " if error else "") + "text after the answer line ignored"
-        return kept, error, truncated
+        return kept, error, over
 
     def _apply_critique(self, critique: Critique, verification: VerificationResult | None) -> bool:
         """Record the critique; cut the solution back to the flagged step if a refinement round is left."""

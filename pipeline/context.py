@@ -121,7 +121,12 @@ class Run:
         return self.problems("eval", self.cfg.problems.split)[: e.max_problems or None]
 
     def env_config(self, **overrides: Any) -> EnvConfig:
-        return replace(self.cfg.env, **overrides)
+        """The environment settings; ``max_action_chars`` null follows the actor's generation budget (eight
+        characters a token covers every tokenizer's average), never below 512."""
+        env = self.cfg.env
+        if env.max_action_chars is None:
+            env = replace(env, max_action_chars=max(512, 8 * self.cfg.actor.max_new_tokens))
+        return replace(env, **overrides)
 
     # -- results ----------------------------------------------------------------------------------------------------
 

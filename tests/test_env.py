@@ -112,8 +112,9 @@ def test_bad_actions_are_reported_and_penalised():
     _, r, *_, info = env.step(None)
     assert r == pytest.approx(-0.1) and "not text" in info["action_error"]
     _, r, *_, info = env.step("Step 1: " + "9" * 100)
-    assert info["action_truncated"] and r == pytest.approx(-0.1)
-    assert len(info["record"].steps[-1]) == 20
+    assert info["action_over_long"] and r == pytest.approx(-0.1)
+    assert info["record"].steps[-1] == "Step 1: " + "9" * 100  # kept whole: never a cut number
+    assert "108 characters, max_action_chars=20" in info["action_error"]
     _, _, terminated, _, info = env.step("Answer: 3\nmore text")
     assert terminated and "after the answer line ignored" in info["action_error"]
 
@@ -157,3 +158,17 @@ def test_fuzzed_actions_never_raise(actions, timing):
         assert isinstance(reward, float)
         if terminated or truncated:
             obs, _ = env.reset(seed=1)
+
+
+def test_a_long_real_solution_is_kept_whole_and_scored_whole(data_dir):
+    """A GSM8K solution longer than the action cap: the record says it was over, the verifier scores all of it."""
+    from envs import load_gsm8k
+
+    source = load_gsm8k(data_dir / "gsm8k" / "test.jsonl")
+    problem = max(source, key=lambda p: len("\n".join(p.steps)))
+    text = "\n".join(problem.steps)
+    env = MathReasoningEnv(source, NullCritic(), max_action_chars=200)
+    env.reset(options={"problem": problem})
+    _, reward, terminated, _, info = env.step(text)
+    assert len(text) > 200 and terminated and reward == 1.0
+    assert info["action_over_long"] and "kept whole" in info["record"].action_errors[0]

@@ -123,7 +123,7 @@ def test_the_implementations_satisfy_their_role_protocols(tmp_path):
         assert isinstance(algorithm, Algorithm) and algorithm.name == name
 
 
-def test_env_settings_reach_the_self_improvement_runner_and_the_critique_data(tmp_path):
+def test_env_settings_reach_the_self_improvement_runner_and_the_critique_data(tmp_path, monkeypatch):
     from autocritique.flawed import sample_responses
     from critics.registry import CriticConfig
     from envs.math_env import EnvConfig
@@ -137,6 +137,11 @@ def test_env_settings_reach_the_self_improvement_runner_and_the_critique_data(tm
     runner = _runner(run, actor, {"none": CriticConfig(name="none")})
     long = problems_for(ProblemsConfig(), "eval", 0, "test", 2, levels=[8])
     records = runner.rollout(long, env={"max_refinements": 0})
-    assert all("over-long action truncated" in r.action_errors[0] for r in records)
-    sampled = sample_responses(long, actor, 1, env=EnvConfig(max_action_chars=40))
-    assert all(len("\n".join(r.steps)) <= 40 for r in sampled)
+    assert all("max_action_chars=40) kept whole" in r.action_errors[0] for r in records)
+    import autocritique.flawed as flawed
+
+    seen = []
+    rollout = flawed.rollout
+    monkeypatch.setattr(flawed, "rollout", lambda *a, **k: seen.append(a[3]) or rollout(*a, **k))
+    sample_responses(long, actor, 1, env=EnvConfig(max_action_chars=40, max_turns=3))
+    assert [(e.max_action_chars, e.max_turns, e.max_refinements) for e in seen] == [(40, 3, 0)]
