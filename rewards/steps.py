@@ -17,23 +17,27 @@ import sympy
 __all__ = ["Computation", "StepCheck", "find_computations", "check_step", "format_number"]
 
 _CALC_NOTE_RE = re.compile(r"<<([^<>]*?)=([^<>=]*?)>>")
-_TIMES_RE = re.compile(r"(?<=[\d)\s])[x×X✕∙·⋅](?=[\s\d(])")
+# a times sign between numbers ("10 x 2", "4x5", "3 × $4"), never a variable ("3x + 20")
+_TIMES_RE = re.compile(r"(?<=[\d)\s])[x×X✕∙·⋅](?=\s*[\d($])")
 _THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _STATED_RE = re.compile(r"^\s*\$?\s*(-?\s*\d+(?:\.\d+|/\d+(?![\d.]))?)(?!\.?\d|\s*[\d(*/^]|[A-Za-z]|\s*[-+*/]\s*[\w(])\s*(%?)")
 _LHS_CHARS = set("0123456789.+-*/()%^ $")
 _BINARY_RE = re.compile(r"^\(?(-?\d+(?:\.\d+)?)\)?([+\-*/])\(?(-?\d+(?:\.\d+)?)\)?$")
-_MIXED_NUMBER_RE = re.compile(r"(?<![\d.])(\d+)\s+(\d+)/(\d+)")
+# "1 1/2" is one and a half; in "12 1 1/2" the numbers are a list, not a mixed number after a 12
+_MIXED_NUMBER_RE = re.compile(r"(?<![\d.])(?<![\d.]\s)(\d+)\s+(\d+)/(\d+)")
 _MAX_EXPR_CHARS = 200
+FLOAT_REPR_DECIMALS = 6  # more decimals than this are a float's repr: compared to one part in a billion
 
 
 def format_number(value: Fraction) -> str:
     """Write an exact value the way a solution would: ``28``, ``-3``, ``2.5``, else ``7/3``."""
     if value.denominator == 1:
         return str(value.numerator)
-    for digits in range(1, 7):
+    for digits in range(1, 21):  # an exact decimal is written as one, however many places it has
         scaled = value * 10**digits
         if scaled.denominator == 1:
-            return f"{float(value):.{digits}f}"
+            sign, whole = "-" if scaled < 0 else "", str(abs(scaled.numerator)).rjust(digits + 1, "0")
+            return f"{sign}{whole[:-digits]}.{whole[-digits:]}"
     return f"{value.numerator}/{value.denominator}"
 
 
@@ -54,6 +58,8 @@ class Computation:
             return True  # nothing we can check
         if self.stated_decimals == 0:
             return self.value == self.stated
+        if self.stated_decimals > FLOAT_REPR_DECIMALS:  # a calculator's float ("99.00000000000001"), not a rounding
+            return abs(self.value - self.stated) <= Fraction(1, 10**9) * max(1, abs(self.value))
         return abs(self.value - self.stated) < Fraction(1, 10**self.stated_decimals)
 
     @property

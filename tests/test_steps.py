@@ -103,3 +103,26 @@ def test_huge_powers_are_not_evaluated():
 @given(st.text(alphabet="0123456789+-*/^()=.,% x×÷$<>abc \n", max_size=80))
 def test_check_step_never_raises(text):
     check_step(text)
+
+
+def test_a_calculators_float_noise_is_not_an_error_and_errors_read_as_decimals():
+    from fractions import Fraction
+
+    from rewards.steps import format_number
+
+    [note] = find_computations("<<11/18*162=99.00000000000001>>")
+    assert note.ok
+    [wrong] = find_computations("<<11/18*162=99.5>>")
+    assert not wrong.ok and wrong.describe_error() == "11/18*162 is 99, not 99.5"
+    assert format_number(Fraction(9900000000000001, 100000000000000)) == "99.00000000000001"
+    assert format_number(Fraction(-7, 4)) == "-1.75" and format_number(Fraction(1, 3)) == "1/3"
+
+
+def test_a_variable_is_not_a_times_sign_and_a_list_is_not_a_mixed_number():
+    assert find_computations("3x + 20 + 10 = 45") == []           # algebra, not 3 * (+20) + 10
+    assert [c.expression for c in find_computations("10 x 2 = 20")] == ["10*2"]
+    assert [c.expression for c in find_computations("4x5=20")] == ["4*5"]
+    assert all(c.ok for c in find_computations("$10 x 2 = $20"))
+    [mixed] = find_computations("1 1/2 + 1 = 2.5")
+    assert mixed.ok                                                # "1 1/2" is one and a half
+    assert find_computations("He bought 12 1 1/2 pound bags = 18") == []  # not "12" then "1 1/2"
