@@ -8,14 +8,20 @@ It judges each step the way a careful annotator holding the reference solution w
 3. one that shares the operation and one operand with an unused reference computation but not the other
    operand misread a number; one with the same operands but another operation used the wrong operation;
 4. any other computation whose result is a value the reference reaches is a different but valid route;
-5. anything else does not follow from the problem. Once a solution is finished with the right final answer,
-   such steps are accepted as another route (real solutions need not mirror the reference).
+5. anything else does not follow from the problem.
+
+Rules 3-5 locate the error of a solution that went wrong. In a solution finished with the right final answer,
+a step with right arithmetic whose every operand follows -- a number of the problem (digits or words), a
+number or result an earlier step states, or a unit constant (60 minutes, 100 percent, 12 months...) -- is accepted as
+another route before rules 3-5 run: real solutions need not mirror the reference, and matching it would call
+a right solution wrong.
 
 Steps without any computation are not judged wrong. The answer line is judged by the verifier.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +32,7 @@ from core.problem import Problem
 from critics.base import BaseCritic
 from rewards.answer import answers_equal, extract_answer, is_answer_line
 from rewards.steps import Computation, find_computations, format_number
+from rewards.verifier import verify_response
 
 __all__ = ["OracleCritic"]
 
@@ -63,6 +70,7 @@ class OracleCritic(BaseCritic):
         refs = [_RefComputation(c) for line in (problem.steps or ()) if not is_answer_line(line)
                 for c in find_computations(line)]
         finished_right = bool(steps) and is_answer_line(steps[-1]) and self._answer_right(steps[-1], problem)
+        known = problem_numbers(problem.question)  # grows by each step's results
         judgements: list[StepJudgement] = []
         first_error: int | None = None
         hint = ""
@@ -72,16 +80,16 @@ class OracleCritic(BaseCritic):
                 if first_error is None and not judgements[-1].correct:
                     first_error = index
                 continue
-            correct, check, feedback, step_hint = self._judge_step(index, line, refs, first_error, finished_right)
+            correct, check, feedback, step_hint = self._judge_step(index, line, refs, first_error, finished_right, known)
             judgements.append(StepJudgement(index, correct, check, feedback))
+            known |= {c.stated for c in find_computations(line)} | problem_numbers(line)  # what it has stated
             if not correct and first_error is None:
                 first_error, hint = index, step_hint
         return Critique(tuple(judgements), hint=hint)
 
     @staticmethod
     def _answer_right(line: str, problem: Problem) -> bool:
-        found = extract_answer(line, allow_last_number=True)
-        return found is not None and answers_equal(found.text, problem.answer)
+        return verify_response(line, problem.answer).correct
 
     def _judge_answer(self, index: int, line: str, problem: Problem, steps: Sequence[str],
                       first_error: int | None) -> StepJudgement:
@@ -110,7 +118,7 @@ class OracleCritic(BaseCritic):
         return None
 
     def _judge_step(self, index: int, line: str, refs: list[_RefComputation], first_error: int | None,
-                    finished_right: bool) -> tuple[bool, str, str, str]:
+                    finished_right: bool, known: set[Fraction]) -> tuple[bool, str, str, str]:
         """``(correct, check, feedback, hint)`` for one non-answer line."""
         comps = find_computations(line)
         if not comps:
@@ -130,7 +138,8 @@ class OracleCritic(BaseCritic):
                 return True, check, "", ""
             return False, check, f"Step {index} builds on the error in step {first_error}.", ""
         for comp in comps:
-            verdict = self._match(comp, refs, index, finished_right)
+            # another route is accepted when it reached the right answer from what it was given
+            verdict = self._match(comp, refs, index, finished_right and all(x in known for x in comp.operands))
             if verdict is not None:  # the check becomes what the step should have computed
                 feedback, hint, expected = verdict
                 return False, expected or check, feedback, hint
@@ -149,6 +158,8 @@ class OracleCritic(BaseCritic):
                finished_right: bool) -> tuple[str, str, str] | None:
         """``None`` when ``comp`` agrees with the reference, else ``(feedback, hint, expected computation)``."""
         if self._consume_exact(comp, refs):
+            return None
+        if finished_right:  # right arithmetic in a solution that reached the right answer: another route
             return None
         sig = _signature(comp)
         unused = [r for r in refs if not r.used]
@@ -176,8 +187,6 @@ class OracleCritic(BaseCritic):
             if ref.comp.stated == comp.stated:
                 ref.used = True
                 return None
-        if finished_right:
-            return None
         expected = _computation(unused[0].comp) if unused else ""
         hint = f"Step {index} should be {expected}." if expected else ""
         return (f"Step {index} is wrong: {comp.expression}={format_number(comp.stated)} does not follow from the "
@@ -189,3 +198,24 @@ class OracleCritic(BaseCritic):
         expected = _computation(ref.comp)
         return (f"Step {index} is wrong: it uses {format_number(wrong)} where it should use {format_number(right)}; "
                 f"the rest builds on it.", f"Step {index} should be {expected}.", expected)
+
+
+_WORDS = {"half": Fraction(1, 2), "once": 1, "twice": 2, "double": 2, "triple": 3, "thrice": 3, "quarter": Fraction(1, 4),
+          "dozen": 12, "score": 20, "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
+          "seven": 7, "eight": 8, "nine": 9, "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13,
+          "fourteen": 14, "fifteen": 15, "sixteen": 16, "seventeen": 17, "eighteen": 18, "nineteen": 19,
+          "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50, "hundred": 100, "thousand": 1000}
+# constants a solution may bring in without the problem stating them: units, percent, halves and quarters
+_CONSTANTS = {Fraction(n) for n in (1, 2, 3, 4, 7, 10, 12, 24, 30, 52, 60, 100, 365, 1000)} | {Fraction(1, 2), Fraction(1, 4)}
+
+
+def problem_numbers(question: str) -> set[Fraction]:
+    """Every number a problem gives (digits, percentages as fractions too, number words) and the unit constants."""
+    numbers = set(_CONSTANTS)
+    for m in re.finditer(r"\d+(?:,\d{3})*(?:\.\d+)?", question):
+        value = Fraction(m.group().replace(",", ""))
+        numbers |= {value, value / 100}
+    for word in re.findall(r"[a-z]+", question.lower()):
+        if word in _WORDS:
+            numbers.add(Fraction(_WORDS[word]))
+    return numbers
