@@ -160,7 +160,7 @@ def normalize_latex(s: str) -> str:
 
 MAX_VERIFY_CHARS = 20_000  # math-verify reads at most the last this many characters of a response
 MAX_VERIFY_CHARS_OFF_MAIN = 4_000  # ... and this many off the main thread, where nothing else bounds its time
-MATH_VERIFY_SECONDS = 1
+MATH_VERIFY_SECONDS = 5  # math-verify's own default; pathological text is cut down before it gets there
 _LONG_TOKEN_RE = re.compile(r"\S{1000,}")  # a thousand characters without a space is no answer, and sympy
 # would take seconds to find that out
 
