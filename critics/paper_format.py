@@ -83,6 +83,7 @@ def from_paper_text(text: str) -> PaperCritique:
     verdicts: list[list] = []  # [correct, explanation]
     final: list | None = None
     explaining: list | None = None  # the verdict whose explanation is being read
+    quoted_answer = False  # the last sentence came right before the final-answer verdict: the answer line
 
     for raw in text.strip().splitlines():
         line = raw.strip()
@@ -92,6 +93,7 @@ def from_paper_text(text: str) -> PaperCritique:
             sentences.append(m.group(1).strip())
             explaining = None
         elif m := _FINAL_VERDICT_RE.match(line):
+            quoted_answer = len(sentences) == len(verdicts) + 1 and explaining is None
             final = explaining = [m.group(1).lower() == "correct", ""]
         elif m := _STEP_VERDICT_RE.match(line):
             if len(verdicts) >= len(sentences):
@@ -103,7 +105,7 @@ def from_paper_text(text: str) -> PaperCritique:
             explaining[1] = (explaining[1] + " " + (m.group(1) if m else line)).strip()
         else:
             raise CritiqueParseError(f"unrecognised line in a paper-format critique: {line!r}")
-    if len(sentences) == len(verdicts) + 1 and final is not None:
+    if quoted_answer:
         sentences.pop()  # the paper's own rows quote the answer line too, judged by the final-answer verdict
     if len(verdicts) != len(sentences):
         raise CritiqueParseError(f"{len(sentences)} step sentences but {len(verdicts)} step verdicts")
