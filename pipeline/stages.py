@@ -45,11 +45,10 @@ class Stage:
     about: str
 
 
-def _configured_env(run: Run, problems: list | None = None, critic: Any = None) -> MathReasoningEnv:
-    """The configured environment (its problem source as configured), one line per action: scripted actors
-    write one step at a time."""
-    source = ListProblemSource(problems if problems is not None else build_source(run.cfg.problems),
-                               name=run.cfg.problems.name)
+def _configured_env(run: Run, problems: list, critic: Any = None) -> MathReasoningEnv:
+    """The configured environment over ``problems``, one line per action: scripted actors write one step at a
+    time."""
+    source = ListProblemSource(problems, name=run.cfg.problems.name)
     return MathReasoningEnv(source, critic if critic is not None else run.critic(), run.env_config(action_unit="step"))
 
 
@@ -64,8 +63,9 @@ def _scripted_problems(run: Run, size: int, min_steps: int = 1, max_steps: int =
 def _env_check(run: Run, c: EnvCheckConfig) -> dict[str, Any]:
     """gymnasium's check_env on the configured env, then scripted episodes through it."""
     critic = run.critic()
-    check_env(_configured_env(run, critic=critic), skip_render_check=True)
-    problems = _scripted_problems(run, c.episodes)
+    configured = build_source(run.cfg.problems)  # the configured source as it stands
+    check_env(_configured_env(run, configured, critic), skip_render_check=True)
+    problems = configured if run.generated else _scripted_problems(run, c.episodes)
     results: dict[str, Any] = {"check_env": "passed", "critic": critic.name, "episodes": c.episodes}
     if not run.generated:
         results["scripted_problems"] = "synthetic (scripted mistakes need reference programs)"

@@ -27,7 +27,9 @@ __all__ = [
     "answers_equal",
     "normalize_latex",
     "is_answer_line",
+    "ANSWER_MARKERS",
     "last_number",
+    "marker_text",
     "gold_readings",
     "math_verify_equal",
     "math_verify_parse",
@@ -44,6 +46,13 @@ GSM8K_RE = re.compile(r"####[ \t]*(?P<ans>[^\n]+)")
 ANSWER_LINE_RE = re.compile(r"(?:final[ \t]+answer|answer)[ \t]*(?:is)?[ \t]*[:：][ \t]*(?P<ans>[^\n]+)"
                              r"|^[ \t]*A[ \t]*[:：][ \t]*(?P<a>[^\n]+)", re.IGNORECASE | re.MULTILINE)
 ANSWER_IS_RE = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s+is\s*[:：]?\s*(?P<ans>[^\n]+)", re.IGNORECASE)
+# the answer markers of the project's and GSM8K's formats, in extract_answer's order of preference
+ANSWER_MARKERS = (("gsm8k", GSM8K_RE), ("answer_line", ANSWER_LINE_RE), ("answer_is", ANSWER_IS_RE))
+
+
+def marker_text(m: re.Match) -> str:
+    """The answer a marker match states (whichever alternative of its pattern matched)."""
+    return next((g for g in m.groups() if g), "")
 
 
 @dataclass(frozen=True)
@@ -98,10 +107,10 @@ def extract_answer(text: str, allow_last_number: bool = True) -> ExtractedAnswer
     boxed = last_boxed(text)
     if boxed:
         return ExtractedAnswer(clean_answer(boxed), "boxed")
-    for method, regex in (("gsm8k", GSM8K_RE), ("answer_line", ANSWER_LINE_RE), ("answer_is", ANSWER_IS_RE)):
+    for method, regex in ANSWER_MARKERS:
         matches = list(regex.finditer(text))
         if matches:
-            cleaned = clean_answer(matches[-1].group("ans") or matches[-1].groupdict().get("a") or "")
+            cleaned = clean_answer(marker_text(matches[-1]))
             if cleaned:
                 return ExtractedAnswer(cleaned, method)
     if allow_last_number:

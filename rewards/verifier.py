@@ -21,12 +21,11 @@ from typing import Protocol
 
 from core.verification import VerificationResult
 from rewards.answer import (
-    ANSWER_IS_RE,
-    ANSWER_LINE_RE,
-    GSM8K_RE,
+    ANSWER_MARKERS,
     answers_equal,
     clean_answer,
     last_number,
+    marker_text,
     math_verify_equal,
     math_verify_parse,
     parse_number,
@@ -44,13 +43,10 @@ class HasGoldAnswer(Protocol):
 
 def _marker(text: str) -> tuple[str, str] | None:
     """``(answer text, method)`` of the last answer marker in ``text``."""
-    best: tuple[int, str, str] | None = None
-    for method, regex in (("gsm8k", GSM8K_RE), ("answer_line", ANSWER_LINE_RE), ("answer_is", ANSWER_IS_RE)):
-        for m in regex.finditer(text):
-            found = next((g for g in m.groups() if g), "")
-            if best is None or m.start() > best[0]:
-                best = (m.start(), clean_answer(found), method)
-    return (best[1], best[2]) if best and best[1] else None
+    last = max(((m, method) for method, regex in ANSWER_MARKERS for m in regex.finditer(text)),
+               key=lambda found: found[0].start(), default=None)
+    answer = clean_answer(marker_text(last[0])) if last else ""
+    return (answer, last[1]) if answer else None
 
 
 def _result(extracted: str | None, gold: str, correct: bool, method: str | None) -> VerificationResult:
