@@ -15,12 +15,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.backends import BACKENDS, load_backend
-from agents.prompts import PromptTemplate
+from agents.prompts import ChatTemplate, PromptTemplate, template_for
 from core.episode import EpisodeRecord, Generation
 from core.protocols import LMBackend
 from core.sampling import Completion, SamplingParams
 
-__all__ = ["Actor", "ActorConfig", "SampledLine", "build_actor", "split_completion_lines"]
+__all__ = ["Actor", "ActorConfig", "SampledLine", "backend_template", "build_actor", "split_completion_lines"]
 
 
 @dataclass
@@ -63,7 +63,7 @@ def split_completion_lines(tokenizer: Any, ids: Sequence[int], template: PromptT
 class Actor:
     """Writes solutions (``action_unit="solution"``) or one step per call (``"step"``) with any LM backend."""
 
-    def __init__(self, backend: LMBackend, template: PromptTemplate | None = None,
+    def __init__(self, backend: LMBackend, template: PromptTemplate | ChatTemplate | None = None,
                  sampling: SamplingParams | None = None, action_unit: str = "solution",
                  refine_sampling: SamplingParams | None = None):
         """``refine_sampling``: how to sample an action that answers the critic's feedback (default: as any
@@ -127,7 +127,9 @@ class Actor:
         return kept, retokenized
 
     def _prompt(self, record: EpisodeRecord, feedback: str) -> tuple[str | list[int], bool]:
-        header = self.template.header(record.problem.question, feedback)
+        last = record.attempts[-1] if feedback and record.attempts else None
+        header = self.template.header(record.problem.question, feedback, previous=last.steps if last else None,
+                                      critique=last.critique if last else None)
         kept, retokenized = self._kept_lines(record)
         self._lines[id(record)] = (record, kept)
         if self.backend.tokenizer is None:  # a text-only backend: the server tokenises
@@ -156,6 +158,7 @@ class ActorConfig:
     backend: str = "hf"                # a name in agents.backends.BACKENDS: hf | openai | vllm
     model: str | None = None           # a local folder or hub id (default: the run's warm-up checkpoint)
     number_format: str = "reversed"    # how numbers are written in the model's text (agents/codec.py)
+    template: str = "auto"             # auto: the tokenizer's chat template if it has one | chat | plain
     base_url: str = "http://127.0.0.1:8000/v1"   # backend=openai
     served_model: str | None = None    # the model name the server knows (default: the checkpoint path)
     max_new_tokens: int = 160
@@ -175,4 +178,10 @@ def build_actor(cfg: ActorConfig, checkpoint: str | None = None, seed: int = 0) 
                            base_url=cfg.base_url, served_model=cfg.served_model)
     sampling = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               seed=seed)
-    return Actor(backend, PromptTemplate(number_format=cfg.number_format), sampling, action_unit="solution")
+    return Actor(backend, backend_template(backend, cfg.template, cfg.number_format), sampling, action_unit="solution")
+
+
+def backend_template(backend: LMBackend, kind: str = "auto", number_format: str = "plain") -> PromptTemplate | ChatTemplate:
+    """The prompt template for a backend's model: a served model's chat template is read from its local
+    tokenizer (``model`` a local folder), as the prompt text is rendered here."""
+    return template_for(getattr(backend, "local_tokenizer", None) or backend.tokenizer, kind, number_format)

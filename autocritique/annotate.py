@@ -17,13 +17,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from agents.prompts import ANNOTATION_PROMPT
 from autocritique.flawed import FlawedResponse
-from core.critique import Critique, CritiqueParseError, StepJudgement, check_text
+from core.critique import Critique, CritiqueParseError, StepJudgement
 from core.sampling import SamplingParams
 from critics.oracle import OracleCritic
-from critics.paper_format import from_paper_text
+from critics.paper_format import read_critique
 
-__all__ = ["Annotation", "Annotator", "OracleAnnotator", "LMAnnotator", "training_form", "read_critique", "ANNOTATION_PROMPT"]
+__all__ = ["Annotation", "Annotator", "OracleAnnotator", "LMAnnotator", "training_form", "read_critique"]
 
 
 @dataclass
@@ -72,21 +73,6 @@ class OracleAnnotator:
         return out
 
 
-ANNOTATION_PROMPT = """You are grading a student's solution to a math problem step by step.
-
-Problem: {question}
-Reference solution:
-{reference}
-Gold answer: {answer}
-{location}
-Student's solution:
-{response}
-
-For each student step write one line "Step k: <your own computation of the step> correct" or
-"Step k: <what the step should compute> wrong | <why it is wrong>", stopping at the first wrong step; if every step
-is right, end with "Final answer: correct" or "Final answer: wrong | <why>". Then write
-"Verdict: correct" or "Verdict: wrong, first error at step k", and for a wrong solution "Hint: <how to fix it>".
-"""
 
 
 @dataclass
@@ -96,6 +82,7 @@ class LMAnnotator:
     backend: Any
     sampling: Any = None
     prompt: str = ANNOTATION_PROMPT
+    template: Any = None  # a ChatTemplate for an instruct model (None: the prompt as raw text)
     name: str = "lm"
     parse_failures: Counter = field(default_factory=Counter)
 
@@ -107,7 +94,7 @@ class LMAnnotator:
         for r, completions in zip(responses, outputs):
             text = completions[0].text
             try:
-                critique = read_critique(text, len(r.steps))
+                critique = read_critique(text, len(r.steps), fit=True)
             except CritiqueParseError as err:
                 self.parse_failures[str(err).split(":")[0]] += 1
                 out.append(Annotation(r, None, "unparsable annotator output", raw=text))
@@ -118,30 +105,7 @@ class LMAnnotator:
     def _prompt(self, r: FlawedResponse) -> str:
         location = (f"(The first mistake was put at step {r.error_step}; check that it really is one.)"
                     if r.error_step else "")
-        return self.prompt.format(question=r.problem.question, reference="\n".join(r.problem.steps) or "(none)",
+        request = self.prompt.format(question=r.problem.question, reference="\n".join(r.problem.steps) or "(none)",
                                   answer=r.problem.answer, location=location,
                                   response="\n".join(r.steps))
-
-
-def read_critique(text: str, num_steps: int) -> Critique:
-    """A model's critique in the project's format or the paper's; raises :class:`CritiqueParseError` on neither.
-
-    Text before the first line of the format (a preamble such as "Sure, here is my review:") is ignored.
-    """
-    lines = check_text(text).strip().splitlines()
-    for start in range(len(lines)):
-        body = "\n".join(lines[start:])
-        try:
-            return Critique.parse(body, num_steps=num_steps)
-        except CritiqueParseError:
-            pass
-        try:
-            critique = from_paper_text(body).critique
-        except CritiqueParseError:
-            pass
-        else:
-            if len(critique.steps) == num_steps:  # the paper's format numbers its own steps: they must fit
-                return critique
-        if start >= 3:  # a preamble longer than that is not a preamble
-            break
-    raise CritiqueParseError(f"neither the project's nor the paper's critique format: {text[:120]!r}")
+        return self.template.chat(request) if self.template is not None else request

@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from agents.prompts import PROMPTED_ERROR_PROMPT
 from core.problem import Problem
 from core.sampling import SamplingParams
 from critics.base import NullCritic
@@ -134,7 +135,7 @@ def located_errors(problems: Sequence[Problem], actor: Any, rng: random.Random, 
 
 def prompted_errors(problems: Sequence[Problem], backend: Any, rng: random.Random,
                     kinds: Sequence[str] = ("calculation", "operand", "operation", "skipped"),
-                    sampling: Any = None) -> list[FlawedResponse]:
+                    sampling: Any = None, template: Any = None, source: str = "prompted") -> list[FlawedResponse]:
     """For real models: ask the backend to continue a reference solution with a mistake of a given kind at step i.
 
     The prompt shows the reference steps before i and names the kind of error; the model's continuation becomes
@@ -149,27 +150,20 @@ def prompted_errors(problems: Sequence[Problem], backend: Any, rng: random.Rando
         lines = [s for s in problem.steps if not is_answer_line(s)] or list(problem.steps)
         step = rng.randint(1, len(lines))
         kind = rng.choice(list(kinds))
-        prompts.append(_PROMPTED_ERROR.format(question=problem.question, kind=_KIND_WORDS.get(kind, kind), step=step,
-                                              prefix="\n".join(lines[: step - 1]) or "(none)"))
+        request = PROMPTED_ERROR_PROMPT.format(question=problem.question, kind=_KIND_WORDS.get(kind, kind), step=step,
+                                               prefix="\n".join(lines[: step - 1]) or "(none)")
+        prompts.append(template.chat(request) if template is not None else request)
         seeds.append((problem, step, kind, tuple(lines[: step - 1])))
     out = []
     for (problem, step, kind, prefix), completions in zip(seeds, backend.generate(prompts, sampling)):
         rest = split_solution(completions[0].text)
         if rest:
-            out.append(FlawedResponse(problem, prefix + rest, "prompted", step, kind))
+            out.append(FlawedResponse(problem, prefix + rest, source, step, kind))
     return out
 
 
 _KIND_WORDS = {"calculation": "calculation error", "operand": "misread quantity from the problem",
                "operation": "wrong operation", "skipped": "skipped step"}
-_PROMPTED_ERROR = """Continue the solution below. Make exactly one {kind} at step {step}, then keep going as if it
-were right, and end with a line "Answer: <number>". Write one step per line and nothing else.
-
-Problem: {question}
-Steps so far:
-{prefix}
-Next steps:
-"""
 
 
 def _continue(actor: Any, seeds: list, prompts: list[str], source: str) -> list[FlawedResponse]:

@@ -10,13 +10,20 @@ import random
 import time
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from agents.actor import Actor
 from autocritique.annotate import Annotation, Annotator, OracleAnnotator
-from autocritique.flawed import FlawedResponse, located_errors, sample_responses, text_errors, typed_errors
+from autocritique.flawed import (
+    FlawedResponse,
+    located_errors,
+    prompted_errors,
+    sample_responses,
+    text_errors,
+    typed_errors,
+)
 from autocritique.refine_filter import refinement_filter
 from core.critique import Critique
 from core.problem import Problem
@@ -24,7 +31,7 @@ from envs.math_env import EnvConfig
 from envs.synthetic import ALL_ERROR_KINDS
 from storage import atomic_write_json, atomic_write_jsonl
 
-__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "write_dataset", "read_dataset"]
+__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "plan_sources", "write_dataset", "read_dataset"]
 
 
 @dataclass
@@ -73,13 +80,26 @@ class PipelineStats:
         return {k: dict(getattr(self, k)) for k in self.__dataclass_fields__}
 
 
+def plan_sources(problems: Sequence[Problem], config: AutoCritiqueConfig) -> list[str]:
+    """What stage 1 does differently for problems without a synthetic program, said before it runs."""
+    if all("program" in p.metadata for p in problems):
+        return []
+    notes = []
+    if config.located_problems:
+        notes.append("error-location control needs a reference program to inject the mistake: the actor is "
+                     "prompted to continue the reference with a mistake at a chosen step instead (source 'prompted')")
+    if config.typed_problems:
+        notes.append("error-type control without a program: a calculation slip written into the reference where a "
+                     "step has a checkable computation (GSM8K's <<a*b=c>> notes), else a prompted mistake")
+    return notes
+
+
 def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: AutoCritiqueConfig,
                            annotator: Annotator | None = None, env: EnvConfig | None = None,
                            ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Stage 1 -> 2 -> 3 over ``problems`` (sliced in order among the sources); returns rows and stats.
 
-    Problems without a synthetic program (GSM8K) get their typed mistakes as text edits (:func:`text_errors`:
-    calculation slips) and no located ones, which need the program to inject the mistake.
+    Problems without a synthetic program (GSM8K, MATH) get their mistakes as :func:`plan_sources` says.
     """
     rng = random.Random(config.seed)
     annotator = annotator or OracleAnnotator()
@@ -96,11 +116,19 @@ def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: Auto
         responses += sample_responses(sampled, _with_temperature(actor, config.sample_temperature),
                                       config.sampled_per_problem, config.batch_size, config.seed, env)
     programmatic = all("program" in p.metadata for p in problems)
+    prompted = replace(actor.sampling, temperature=config.refine_temperature, n=1)
     if located and programmatic:
         responses += located_errors(located, actor, rng, kinds=config.kinds)
-    if typed:
-        responses += (typed_errors(typed, rng, config.typed_per_problem, config.kinds) if programmatic
-                      else text_errors(typed, rng))
+    elif located:
+        responses += prompted_errors(located, actor.backend, rng, sampling=prompted, template=actor.template)
+    if typed and programmatic:
+        responses += typed_errors(typed, rng, config.typed_per_problem, config.kinds)
+    elif typed:
+        slips = text_errors(typed, rng)
+        written = {r.problem.id for r in slips}
+        rest = [p for p in typed if p.id not in written]
+        responses += slips + prompted_errors(rest, actor.backend, rng, sampling=prompted, template=actor.template,
+                                             source="typed")
     responses += [FlawedResponse(p, tuple(p.steps), "reference") for p in reference if p.steps]
     stats.responses.update(r.source for r in responses)
     stats.seconds["flawed"] = round(time.perf_counter() - start, 1)
@@ -125,14 +153,15 @@ def build_critique_dataset(problems: Sequence[Problem], actor: Any, config: Auto
         rows.append(_row(a, d, annotator.name, len(rows)))
     summary = stats.to_dict()
     summary["rows"] = len(rows)
+    summary["annotator"] = annotator.name
+    summary["notes"] = plan_sources(problems, config)
+    if getattr(annotator, "parse_failures", None):
+        summary["annotator_parse_failures"] = dict(annotator.parse_failures)
     summary["config"] = asdict(config)
     return rows, summary
 
 
 def _with_temperature(actor: Any, temperature: float) -> Any:
-    from dataclasses import replace
-
-
     return Actor(actor.backend, actor.template, replace(actor.sampling, temperature=temperature, seed=actor.sampling.seed),
                  actor.action_unit)
 

@@ -54,7 +54,9 @@ def refinement_filter(annotations: Sequence[Annotation], actor: Any, samples: in
             continue
         first = a.critique.first_error_step
         kept = list(a.response.steps[: first - 1])
-        prompts.append(actor.template.prompt(a.response.problem.question, kept, feedback_summary(a.critique)))
+        header = actor.template.header(a.response.problem.question, feedback_summary(a.critique),
+                                       previous=a.response.steps, critique=a.critique)
+        prompts.append(header + actor.template.solution_lines(kept))
         where.append((i, kept))
     fixed = [0] * len(annotations)
     if prompts:

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-__all__ = ["StepJudgement", "Critique", "CritiqueParseError", "MAX_CRITIQUE_CHARS", "check_text", "step_number"]
+__all__ = ["StepJudgement", "Critique", "CritiqueParseError", "MAX_CRITIQUE_CHARS", "check_text", "step_number", "to_paper_text"]
 
 # Line heads only: what follows a head is split with str methods, so every parse is linear in the text.
 _STEP_HEAD_RE = re.compile(r"step[ \t]+(\d+)[ \t]*:", re.IGNORECASE)
@@ -202,3 +202,29 @@ class Critique:
         return cls(tuple(StepJudgement(s["index"], s["correct"], s.get("check", ""), s.get("feedback", ""),
                                        s.get("is_answer", False)) for s in steps),
                    hint=row.get("hint", ""), abstained=row.get("abstained", False))
+
+
+def to_paper_text(critique: Critique, steps: Sequence[str]) -> str:
+    """The paper's per-step critique text for ``steps`` (the answer line is judged as the final answer)."""
+    by_index = {j.index: j for j in critique.steps}
+    blocks = []
+    answer = None
+    for index, line in enumerate(steps, start=1):
+        judgement = by_index.get(index)
+        if judgement is not None and judgement.is_answer:
+            answer = judgement
+            continue
+        correct = judgement.correct if judgement else True
+        explanation = (judgement.feedback if judgement and judgement.feedback else
+                       f"The step is correct{': ' + judgement.check if judgement and judgement.check else ''}.")
+        blocks.append(f"Step {index}:\nStep sentence: {line}\nCorrectness of the step: "
+                      f"{'Correct' if correct else 'Wrong'}\nExplanation: {explanation}")
+    if answer is None:
+        final_ok = critique.is_correct
+        final_why = "The final answer follows from correct steps." if final_ok else \
+            f"The solution has an error at step {critique.first_error_step}."
+    else:
+        final_ok = answer.correct
+        final_why = answer.feedback or "The final answer follows from correct steps."
+    blocks.append(f"Correctness of the final answer: {'Correct' if final_ok else 'Wrong'}\nExplanation: {final_why}")
+    return "\n\n".join(blocks)

@@ -43,6 +43,7 @@ from core.critique import Critique, CritiqueParseError, StepJudgement, check_tex
 from core.problem import Problem
 from core.sampling import SamplingParams
 from critics.base import BaseCritic, check_batch
+from critics.paper_format import read_critique
 from rewards.answer import extract_answer, is_answer_line
 from rewards.steps import find_computations, format_number
 
@@ -367,7 +368,10 @@ class ModelCritic(BaseCritic):
             self.calls += 1
             self.generated_tokens += tokens
             try:
-                critique = parse_whole_critique(text, len(lines))
+                try:
+                    critique = parse_whole_critique(text, len(lines))
+                except CritiqueParseError:  # the paper's format, as instruct critics write it
+                    critique = read_critique(text, len(lines), fit=True)
             except CritiqueParseError as err:
                 self.parse_failures += 1
                 critique = Critique(abstained=True, extras={"unparsed": text, "error": str(err)})

@@ -21,16 +21,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from core.critique import Critique, CritiqueParseError, StepJudgement, check_text
+from agents.prompts import CRITIC_INSTRUCTION
+from core.critique import Critique, CritiqueParseError, StepJudgement, check_text, to_paper_text
 
 __all__ = ["PaperCritique", "RefinementRow", "RowFormatError", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca",
-           "from_refinement_row", "from_row", "CRITIC_INSTRUCTION"]
+           "from_refinement_row", "from_row", "CRITIC_INSTRUCTION", "fit_to_solution",
+           "read_critique"]
 
-CRITIC_INSTRUCTION = (
-    "Review the solution to the math problem step by step. For each step, quote it as 'Step sentence', judge "
-    "'Correctness of the step' as Correct or Wrong, and give an 'Explanation'. Then judge 'Correctness of the "
-    "final answer' as Correct or Wrong with an 'Explanation'."
-)
 
 _VERDICT = r"\[?\s*(correct|wrong|incorrect)\s*\]?"
 _SENTENCE_RE = re.compile(r"^step\s+sentence\s*:\s*(.*)$", re.IGNORECASE)
@@ -47,32 +44,6 @@ class PaperCritique:
     steps: list[str]
     critique: Critique
     prompt: str = ""  # the human turn / instruction + input, as it was
-
-
-def to_paper_text(critique: Critique, steps: Sequence[str]) -> str:
-    """The paper's per-step critique text for ``steps`` (the answer line is judged as the final answer)."""
-    by_index = {j.index: j for j in critique.steps}
-    blocks = []
-    answer = None
-    for index, line in enumerate(steps, start=1):
-        judgement = by_index.get(index)
-        if judgement is not None and judgement.is_answer:
-            answer = judgement
-            continue
-        correct = judgement.correct if judgement else True
-        explanation = (judgement.feedback if judgement and judgement.feedback else
-                       f"The step is correct{': ' + judgement.check if judgement and judgement.check else ''}.")
-        blocks.append(f"Step {index}:\nStep sentence: {line}\nCorrectness of the step: "
-                      f"{'Correct' if correct else 'Wrong'}\nExplanation: {explanation}")
-    if answer is None:
-        final_ok = critique.is_correct
-        final_why = "The final answer follows from correct steps." if final_ok else \
-            f"The solution has an error at step {critique.first_error_step}."
-    else:
-        final_ok = answer.correct
-        final_why = answer.feedback or "The final answer follows from correct steps."
-    blocks.append(f"Correctness of the final answer: {'Correct' if final_ok else 'Wrong'}\nExplanation: {final_why}")
-    return "\n\n".join(blocks)
 
 
 def from_paper_text(text: str) -> PaperCritique:
@@ -209,3 +180,42 @@ def from_refinement_row(row: Any, index: int | None = None) -> RefinementRow:
     question = head.split("Please also give your final number")[0].strip()
     attempt = [line.strip() for line in attempt_text.replace("<|end_of_text|>", "").splitlines() if line.strip()]
     return RefinementRow(question, attempt, critique, output.strip())
+
+
+def read_critique(text: str, num_steps: int, fit: bool = False) -> Critique:
+    """A model's critique in the project's format or the paper's; raises :class:`CritiqueParseError` on neither.
+
+    Text before the first line of the format (a preamble such as "Sure, here is my review:") is ignored. The
+    paper's format numbers its own steps: they must match the solution's, unless ``fit`` (a free-form solution
+    whose lines the model may quote differently), where they are taken in order, those beyond the solution
+    dropped, and the final-answer verdict judges the solution's last line.
+    """
+    lines = check_text(text).strip().splitlines()
+    for start in range(len(lines)):
+        body = "\n".join(lines[start:])
+        try:
+            return Critique.parse(body, num_steps=num_steps)
+        except CritiqueParseError:
+            pass
+        try:
+            critique = from_paper_text(body).critique
+        except CritiqueParseError:
+            pass
+        else:
+            if len(critique.steps) == num_steps:  # the paper's format numbers its own steps: they must fit
+                return critique
+            if fit:
+                return fit_to_solution(critique, num_steps)
+        if start >= 3:  # a preamble longer than that is not a preamble
+            break
+    raise CritiqueParseError(f"neither the project's nor the paper's critique format: {text[:120]!r}")
+
+
+def fit_to_solution(critique: Critique, num_steps: int) -> Critique:
+    """A paper-format critique on a solution of ``num_steps`` lines: step verdicts in order up to the last line,
+    which the final-answer verdict judges."""
+    steps = [j for j in critique.steps if not j.is_answer and j.index < num_steps]
+    final = [j for j in critique.steps if j.is_answer]
+    if final:
+        steps.append(StepJudgement(num_steps, final[0].correct, final[0].check, final[0].feedback, is_answer=True))
+    return Critique(tuple(steps), hint=critique.hint)

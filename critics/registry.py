@@ -9,8 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from agents.actor import backend_template
 from agents.backends import load_backend
-from agents.prompts import PromptTemplate
+from agents.prompts import ChatTemplate
 from core.protocols import Critic
 from core.registry import Registry
 from critics.base import NullCritic, RandomStepCritic
@@ -30,7 +31,9 @@ class CriticConfig:
     model: str | None = None           # the critique model: a local folder or hub id (default: the run's critic)
     backend: str = "hf"                # hf | openai
     number_format: str = "reversed"    # how numbers are written in the model's text (agents/codec.py)
-    generation: str = "stepwise"       # stepwise (tiny critics) | whole (one critique per generation)
+    template: str = "auto"             # auto: the tokenizer's chat template if it has one | chat | plain
+    generation: str = "auto"           # stepwise (tiny critics) | whole (one critique per generation) | auto: whole
+    # for a chat template, else stepwise
     max_new_tokens: int | None = None  # per generation (stepwise: per line)
     verdicts: str = "model"            # model | checks | likelihood (critics/model_critic.py)
     accept_probability: float = 0.1    # verdicts=likelihood: a line this likely passes unjudged
@@ -79,9 +82,12 @@ def _trained(settings: CriticConfig, actor: Any, seed: int) -> Critic:
     backend = load_backend(settings.backend, settings.model, batch_size=settings.batch_size, threads=settings.threads,
                            base_url=settings.base_url, served_model=settings.served_model)
     entry = CRITICS[settings.name]
-    return ModelCritic(backend, PromptTemplate(number_format=settings.number_format),
-                       max_new_tokens=_tokens(settings, 64), verdicts=entry.verdicts or settings.verdicts,
-                       generation=settings.generation, accept_probability=settings.accept_probability)
+    template = backend_template(backend, settings.template, settings.number_format)
+    chat = isinstance(template, ChatTemplate)
+    generation = settings.generation if settings.generation != "auto" else "whole" if chat else "stepwise"
+    return ModelCritic(backend, template, max_new_tokens=_tokens(settings, 512 if generation == "whole" else 64),
+                       verdicts=entry.verdicts or settings.verdicts, generation=generation,
+                       accept_probability=settings.accept_probability)
 
 
 register_critic("none", CriticEntry(lambda s, a, seed: NullCritic(), "no critic", "always correct"))
@@ -91,7 +97,8 @@ register_critic("self", CriticEntry(
     lambda s, a, seed: SelfCheckCritic(_actor("self", a).backend, a.template, max_new_tokens=_tokens(s, 32)),
     "self-check", "self-check (actor recomputes each step)", needs_actor=True))
 register_critic("self_reflection", CriticEntry(
-    lambda s, a, seed: ModelCritic(_actor("self_reflection", a).backend, a.template, max_new_tokens=_tokens(s, 160),
+    lambda s, a, seed: ModelCritic(_actor("self_reflection", a).backend, a.template,
+                                   max_new_tokens=_tokens(s, 512 if isinstance(a.template, ChatTemplate) else 160),
                                    generation="whole"),
     "self-reflection", "self-reflection (actor asked for a critique)", needs_actor=True))
 register_critic("model", CriticEntry(_trained, "trained critic", trained=True))

@@ -1,4 +1,5 @@
-"""GSM8K and MATH problem sources from local JSONL files (or the Hugging Face hub when it is reachable)."""
+"""GSM8K and MATH problem sources from local JSONL files (or the Hugging Face hub when it is reachable), and any
+JSONL file of either shape (``problems=jsonl problems.path=FILE``)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from typing import Any
 
 from core.problem import ListProblemSource, Problem, answer_line
 
-__all__ = ["DatasetFormatError", "default_data_dir", "load_gsm8k", "load_math", "read_jsonl_problems"]
+__all__ = ["DatasetFormatError", "data_path", "default_data_dir", "jsonl_problem", "load_gsm8k", "load_jsonl", "load_math",
+           "read_jsonl_problems"]
 
 DATA_DIR_ENV = "CRITIQUE_GYM_DATA"
 
@@ -24,6 +26,17 @@ def default_data_dir() -> Path:
     if os.environ.get(DATA_DIR_ENV):
         return Path(os.environ[DATA_DIR_ENV])
     return Path(__file__).resolve().parent.parent.parent / "shared" / "data"
+
+
+DATA_SCHEME = "data://"
+
+
+def data_path(path: str | os.PathLike) -> Path:
+    """A path, or ``data://<relative path>`` inside :func:`default_data_dir` (how configs name shipped data)."""
+    text = str(path)
+    if text.startswith(DATA_SCHEME):
+        return default_data_dir() / text.removeprefix(DATA_SCHEME)
+    return Path(text)
 
 
 def read_jsonl_problems(path: Path, to_problem: Callable[[dict[str, Any], int], Problem]) -> list[Problem]:
@@ -125,3 +138,28 @@ def load_math(path: str | None = None, split: str = "test", limit: int | None = 
               hub_id: str | None = "HuggingFaceH4/MATH-500") -> ListProblemSource:
     """MATH(-500) from ``path`` (or ``<data dir>/math500/<split>.jsonl``); the hub only if no local file exists."""
     return _load("math", path, f"math500/{split}.jsonl", hub_id, None, split, math_problem, limit)
+
+
+def jsonl_problem(row: dict[str, Any], index: int, split: str = "test") -> Problem:
+    """A row of either shape: MATH's (``problem``, ``answer``, optional ``solution``, ``level``) or GSM8K's
+    (``question``, ``answer`` ending in ``#### <answer>``), or ``question`` with a plain ``answer``."""
+    if "problem" in row:
+        return math_problem(row, index, split)
+    _require(row, "question", "answer")
+    if "####" in str(row["answer"]):
+        return gsm8k_problem(row, index, split)
+    level = row.get("level", row.get("difficulty"))
+    return Problem(id=str(row.get("id") or f"jsonl-{split}-{index}"), question=str(row["question"]).strip(),
+                   answer=str(row["answer"]).strip(), steps=None,
+                   difficulty=int(level) if level not in (None, "") else None, source="jsonl")
+
+
+def load_jsonl(path: str | None = None, split: str = "test", limit: int | None = None) -> ListProblemSource:
+    """Problems of any JSONL file (``problems.path``); every split reads the same file."""
+    if not path:
+        raise FileNotFoundError("problems=jsonl needs problems.path=<a JSONL file>")
+    file = Path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"problems.path: no file at {file}")
+    problems = read_jsonl_problems(file, lambda row, i: jsonl_problem(row, i, split))
+    return ListProblemSource(problems[:limit] if limit else problems, name=f"jsonl-{split}")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from core.problem import Problem, ProblemSource
 from core.registry import Registry
-from envs.datasets import load_gsm8k, load_math
+from envs.datasets import load_gsm8k, load_jsonl, load_math
 from envs.synthetic import SyntheticArithmetic
 
 __all__ = ["PROBLEM_SOURCES", "ProblemsConfig", "SEED_OFFSETS", "SourceEntry", "build_source", "problems_for",
@@ -26,19 +26,21 @@ class ProblemsConfig:
     """The ``problems:`` config group; synthetic sources read the generator keys, file sources ``path``/``limit``."""
 
     name: str = "synthetic"
-    split: str = "test"
+    split: str = "test"            # the split evaluation stages read
+    train_split: str = "train"     # the split training stages read (MATH-500 ships only its test split)
     seed: int = 0                  # shifts every problem set of the run (stage_seed)
     size: int = 1000               # problems in the configured source (the environment's, when built alone)
     path: str | None = None        # file sources: a JSONL file (default: the data folder's)
     limit: int | None = None       # file sources: read at most this many rows
-    min_steps: int = 1             # synthetic: difficulty = number of steps
+    min_steps: int = 1             # the difficulty levels: synthetic steps, GSM8K calculator steps, MATH level
     max_steps: int = 8
     max_operand: int = 30          # synthetic: largest number in the story
     max_value: int = 499           # synthetic: largest intermediate value
 
     @property
     def levels(self) -> list[int]:
-        """The synthetic generator's difficulty levels (file sources read theirs from the rows)."""
+        """The difficulty levels stages sample and report by (a file's rows outside them are not sampled per
+        level)."""
         return list(range(self.min_steps, self.max_steps + 1))
 
 
@@ -65,8 +67,10 @@ def _synthetic(cfg: ProblemsConfig, split: str, size: int | None, levels: Sequen
 def _from_file(loader: Callable[..., ProblemSource]) -> Builder:
     def build(cfg: ProblemsConfig, split: str, size: int | None, levels: Sequence[int] | None, seed: int) -> list[Problem]:
         rows = list(loader(cfg.path, split=split, limit=cfg.limit))
-        if levels is None:  # the file's order: the first `size` rows
-            return rows[:size] if size is not None else rows
+        if levels is None:  # a seeded sample of `size` rows, in file order
+            if size is None or size >= len(rows):
+                return rows
+            return [rows[i] for i in sorted(random.Random(seed).sample(range(len(rows)), size))]
         out = []
         for level in levels:  # a seeded sample of `size` rows per difficulty level, in file order
             pool = [p for p in rows if p.difficulty == level]
@@ -80,6 +84,7 @@ PROBLEM_SOURCES: Registry[SourceEntry] = Registry("problem source")
 PROBLEM_SOURCES.register("synthetic", SourceEntry(_synthetic, generated=True))
 PROBLEM_SOURCES.register("gsm8k", SourceEntry(_from_file(load_gsm8k), generated=False))
 PROBLEM_SOURCES.register("math", SourceEntry(_from_file(load_math), generated=False))
+PROBLEM_SOURCES.register("jsonl", SourceEntry(_from_file(load_jsonl), generated=False))
 
 # what each purpose adds to the run's seed; the values keep the problem sets of earlier releases
 SEED_OFFSETS = {
@@ -101,8 +106,11 @@ def stage_seed(run_seed: int, cfg: ProblemsConfig, purpose: str, iteration: int 
 
 def build_source(cfg: ProblemsConfig, split: str | None = None, size: int | None = None,
                  levels: Sequence[int] | None = None, seed: int | None = None) -> list[Problem]:
-    """Problems from the configured source (its own split, size and seed unless given)."""
+    """Problems from the configured source (its own split, size and seed unless given); ``split="train"`` reads
+    the source's ``train_split``."""
     entry = PROBLEM_SOURCES[cfg.name]
+    if split == "train":
+        split = cfg.train_split
     return entry.build(cfg, split or cfg.split, size, levels, cfg.seed if seed is None else seed)
 
 

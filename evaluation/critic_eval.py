@@ -21,14 +21,15 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from agents.actor import Actor
-from autocritique.flawed import sample_responses, typed_errors
+from autocritique.flawed import sample_responses, text_errors, typed_errors
 from core.critique import Critique
 from core.problem import Problem
 from critics.oracle import OracleCritic
 from envs.math_env import EnvConfig
 from rewards.verifier import verify_response
 
-__all__ = ["LabeledSolution", "label", "collect_eval_solutions", "score_critic"]
+__all__ = ["LabeledSolution", "StepLabeledSolution", "collect_eval_solutions", "label", "read_processbench",
+           "score_critic", "score_processbench"]
 
 
 @dataclass(frozen=True)
@@ -65,10 +66,64 @@ def collect_eval_solutions(problems: Sequence[Problem], actor: Any, temperature:
                                                                                       env=env)]
     rng = random.Random(seed)
     half = len(problems) // 2
-    injected = typed_errors(problems[:half], rng, kinds=kinds) if kinds else typed_errors(problems[:half], rng)
+    if all("program" in p.metadata for p in problems):
+        injected = typed_errors(problems[:half], rng, kinds=kinds) if kinds else typed_errors(problems[:half], rng)
+    else:  # real problems: calculation slips written into the references that have checkable steps
+        injected = text_errors([p for p in problems[:half] if p.steps], rng)
     sets["injected"] = ([label(r.problem, r.steps, "injected", oracle) for r in injected]
-                        + [label(p, p.steps, "injected", oracle) for p in problems[half:]])
+                        + [label(p, p.steps, "injected", oracle) for p in problems[half:] if p.steps])
     return sets
+
+
+@dataclass(frozen=True)
+class StepLabeledSolution:
+    """A ProcessBench row: a solution's steps and the index of its first wrong step (-1: none), 0-based."""
+
+    id: str
+    problem: str
+    steps: tuple[str, ...]
+    label: int
+
+
+def read_processbench(path: str) -> list[StepLabeledSolution]:
+    """ProcessBench's JSONL (``problem``, ``steps`` list, ``label``; ``id`` optional); a bad row is an error
+    naming its line."""
+    import json
+
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                steps = row["steps"]
+                if not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
+                    raise ValueError("'steps' must be a non-empty list of strings")
+                first = int(row["label"])
+                if not -1 <= first < len(steps):
+                    raise ValueError(f"'label' {first} is not -1 or a step index below {len(steps)}")
+                rows.append(StepLabeledSolution(str(row.get("id", number)), str(row["problem"]), tuple(steps), first))
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+                raise ValueError(f"{path}:{number}: not a ProcessBench row ({type(err).__name__}: {err})") from err
+    return rows
+
+
+def score_processbench(critiques: Sequence[Critique], rows: Sequence[StepLabeledSolution]) -> dict[str, Any]:
+    """ProcessBench's scores: accuracy on erroneous solutions (the first wrong step named exactly), on correct
+    ones (nothing flagged), and their harmonic mean (F1)."""
+    if len(critiques) != len(rows):
+        raise ValueError(f"{len(critiques)} critiques for {len(rows)} rows")
+    predicted = [-1 if c.first_error_step is None else min(c.first_error_step, len(r.steps)) - 1
+                 for c, r in zip(critiques, rows)]
+    erroneous = [p == r.label for p, r in zip(predicted, rows) if r.label != -1]
+    correct = [p == -1 for p, r in zip(predicted, rows) if r.label == -1]
+    acc_err = sum(erroneous) / len(erroneous) if erroneous else None
+    acc_ok = sum(correct) / len(correct) if correct else None
+    f1 = (2 * acc_err * acc_ok / (acc_err + acc_ok) if acc_err is not None and acc_ok is not None and acc_err + acc_ok
+          else 0.0)
+    return {"n": len(rows), "erroneous": len(erroneous), "correct": len(correct), "accuracy_erroneous": _r(acc_err),
+            "accuracy_correct": _r(acc_ok), "f1": _r(f1), "abstained": sum(c.abstained for c in critiques)}
 
 
 def score_critic(critiques: Sequence[Critique], solutions: Sequence[LabeledSolution]) -> dict[str, Any]:

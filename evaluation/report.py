@@ -60,6 +60,19 @@ def format_critic_table(scores: dict[str, dict[str, dict[str, Any]]], title: str
     return "\n".join(lines)
 
 
+def processbench_table(scores: dict[str, dict[str, Any]], title: str) -> str:
+    """``scores[critic] -> score_processbench(...)`` (or ``{"error": ...}``) as a markdown table."""
+    lines = [f"**{title}**", "", "| critic | accuracy, erroneous | accuracy, correct | F1 | abstained |",
+             "|---|---|---|---|---|"]
+    for name, r in scores.items():
+        if "error" in r:
+            lines.append(f"| {name} | not run: {r['error']} | | | |")
+            continue
+        cells = ["–" if r[k] is None else f"{r[k]:.3f}" for k in ("accuracy_erroneous", "accuracy_correct", "f1")]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {r['abstained']} |")
+    return "\n".join(lines)
+
+
 def calibration_table(rows: dict[str, dict[str, Any]], levels: Sequence[int], n: int, wrong: int, best: float,
                       configured: float) -> str:
     """The calibrate_critic stage's table: each bound beside the trained critic's own verdicts."""

@@ -96,11 +96,6 @@ class Run:
         """The configured source generates its problems (synthetic): any number per level, with programs."""
         return PROBLEM_SOURCES[self.cfg.problems.name].generated
 
-    def require_generated(self, stage: str) -> None:
-        if not self.generated:
-            raise ConfigError(f"{stage} needs generated problems with reference programs (problems=synthetic), "
-                              f"got problems={self.cfg.problems.name}")
-
     @property
     def levels(self) -> list[int]:
         return self.cfg.problems.levels
@@ -112,13 +107,17 @@ class Run:
             PROBLEM_SOURCES[self.cfg.problems.name]
         except RegistryError as err:
             raise ConfigError(str(err)) from err
-        return problems_for(self.cfg.problems, purpose, self.seed, split, size, levels, iteration)
+        try:
+            return problems_for(self.cfg.problems, purpose, self.seed, split, size, levels, iteration)
+        except (FileNotFoundError, ValueError) as err:  # a missing file, a bad row (named in the message)
+            raise ConfigError(f"problems={self.cfg.problems.name}: {err}") from err
 
     def eval_problems(self, e: EvalConfig) -> list[Problem]:
-        """Held-out problems: ``problems_per_level`` per generated level, or a file's up to ``max_problems``."""
+        """Held-out problems: ``problems_per_level`` per generated level, or a seeded sample of a file's rows
+        (``max_problems``; null: all of them)."""
         if self.generated:
             return self.problems("eval", "test", e.problems_per_level * len(self.levels))
-        return self.problems("eval", self.cfg.problems.split)[: e.max_problems or None]
+        return self.problems("eval", self.cfg.problems.split, e.max_problems)
 
     def env_config(self, **overrides: Any) -> EnvConfig:
         """The environment settings; ``max_action_chars`` null follows the actor's generation budget (eight

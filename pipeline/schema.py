@@ -19,7 +19,7 @@ from critics.registry import CriticConfig
 from envs.math_env import EnvConfig
 from envs.registry import ProblemsConfig
 from rollout.ray_pool import RayConfig
-from trainers.critic_sft import CriticSFTConfig
+from trainers.critic_sft import CriticSFTConfig, HFCriticSFTConfig
 from trainers.self_improve import SelfImproveConfig
 from trainers.sft import ActorSFTConfig
 
@@ -42,11 +42,17 @@ class ActorGroupConfig(ActorConfig):
 
 @dataclass
 class CritiqueDataConfig(AutoCritiqueConfig):
-    """The ``autocritique:`` group: which problems (``dataset``) and the pipeline's settings."""
+    """The ``autocritique:`` group: which problems (``dataset``), who annotates, and the pipeline's settings."""
 
-    dataset: str = "synthetic"   # synthetic | gsm8k
-    path: str | None = None      # dataset=gsm8k: a train JSONL (default: the data folder's)
+    dataset: str | None = None   # null: the run's problems= source | a source name (envs/registry.py) of its own
+    path: str | None = None      # dataset=<a file source>: its train JSONL (default: the data folder's)
     seed: int | None = None      # null: the run's seed
+    annotator: str = "oracle"    # oracle: the reference-aware critic | lm: a language model (the paper's GPT-4o)
+    annotator_model: str | None = None     # annotator=lm: a folder, hub id or GGUF file (null: the actor's model)
+    annotator_backend: str = "hf"          # hf | openai (e.g. a strong model behind a server or a hosted API)
+    annotator_base_url: str = "http://127.0.0.1:8000/v1"
+    annotator_served_model: str | None = None
+    annotator_max_new_tokens: int = 768
     # the default run's sizes (configs/autocritique/small.yaml); AutoCritiqueConfig's own are the full dataset's
     sampled_problems: int = 400
     located_problems: int = 150
@@ -80,8 +86,9 @@ class EvalConfig:
 
 @dataclass
 class CriticTrainingConfig:
-    init: str = "shipped"             # shipped | actor | scratch | checkpoint (continue recipe.checkpoint)
-    recipe: CriticSFTConfig = field(default_factory=CriticSFTConfig)
+    init: str = "shipped"             # shipped | actor | scratch | checkpoint (continue recipe.checkpoint) | hf
+    recipe: CriticSFTConfig = field(default_factory=CriticSFTConfig)   # the tiny critic's recipe
+    hf: HFCriticSFTConfig = field(default_factory=HFCriticSFTConfig)  # init=hf: an instruct model, LoRA or full
 
 
 @dataclass
@@ -92,6 +99,8 @@ class EvalCriticConfig:
     critics: list[str] = field(default_factory=lambda: ["model", "model_likelihood", "model_checks", "self",
                                                         "self_reflection", "oracle", "none", "random"])
     extra_models: dict[str, str] = field(default_factory=dict)  # more critique checkpoints, {label: path}
+    processbench: str | None = None   # a step-labelled JSONL in ProcessBench's format, scored for every critic too
+    processbench_only: bool = False   # score that file alone (no samples of the actor)
 
 
 @dataclass

@@ -33,8 +33,7 @@ __all__ = ["eval_test_time"]
 
 
 def _problems(run: Run, t: EvalTestTimeConfig) -> list:
-    if not run.generated:  # file sources: the first problems of the evaluation set
-        return run.eval_problems(run.cfg.eval)[: t.problems_per_level * 8]
+    """``problems_per_level`` seeded problems of each level, of any source."""
     return run.problems("test_time", t.split, t.problems_per_level, levels=t.levels or run.levels)
 
 

@@ -31,14 +31,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.prompts import PromptTemplate
+from agents.backends import resolve_model
+from agents.prompts import ChatTemplate, PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
-from core.critique import Critique
+from core.critique import Critique, to_paper_text
 from critics.model_critic import model_lines, model_text
+from critics.paper_format import RowFormatError, from_refinement_row, from_row
+from envs.datasets import data_path
 from trainers.sft import SFTPhase, sft_train
 
-__all__ = ["CriticSFTConfig", "parse_rows", "rows_to_examples", "train_tiny_critic", "verdict_examples", "drill_tokens",
-           "mixed_critiques"]
+__all__ = ["CriticSFTConfig", "HFCriticSFTConfig", "chat_examples", "paper_examples", "parse_rows", "rows_to_examples",
+           "train_hf_critic", "train_tiny_critic", "verdict_examples", "drill_tokens", "mixed_critiques"]
 
 
 @dataclass
@@ -223,3 +226,93 @@ def mixed_critiques(examples: list[dict[str, str]], tokenizer: Any, max_length: 
         labels = [-100] * keep + ids[keep:]
         out.append({"input_ids": ids[:max_length], "labels": labels[:max_length]})
     return out
+
+
+@dataclass
+class HFCriticSFTConfig:
+    """Fine-tuning an instruct model (any HF causal LM, a GGUF file) into a critic on chat-formatted critique
+    rows, in the paper's critique format; LoRA (peft) by default, the adapter merged into the saved weights so
+    ``critic=model critic.model=PATH`` loads it like any model (the adapter is kept in ``adapter/``)."""
+
+    seed: int = 0
+    base_model: str | None = None     # null: the actor's model
+    rows: str | None = None           # paper-format rows (ShareGPT / Alpaca, JSON or JSONL; the paper's refinement
+    # rows too) to train on as well as the run's critique data; ``only_rows`` trains on them alone
+    only_rows: bool = False
+    lora: bool = True                 # false: full fine-tuning
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    train_steps: int = 200
+    batch_size: int = 4
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_length: int = 1024
+    threads: int = 2
+
+
+def chat_examples(rows: Sequence[dict[str, Any]], template: ChatTemplate,
+                  critiques: Sequence[Critique] | None = None) -> list[dict[str, str]]:
+    """The project's critique rows as chat SFT examples: the critique request -> the paper-format critique."""
+    critiques = parse_rows(rows) if critiques is None else critiques
+    return [{"prompt": template.critique_prompt(row["question"], row["steps"]),
+             "completion": to_paper_text(critique, row["steps"])} for row, critique in zip(rows, critiques)]
+
+
+def paper_examples(path: str | Path, template: ChatTemplate) -> list[dict[str, str]]:
+    """Paper-format rows as chat SFT examples (``path`` may be ``data://...``, in the data folder): critique rows
+    keep their own request and critique; refinement rows (an attempt, its critique, the refinement) give the
+    critique of the attempt."""
+    import json
+
+    file = data_path(path)
+    if not file.exists():
+        raise FileNotFoundError(f"critic_training.hf.rows: no file at {file}")
+    text = file.read_text(encoding="utf-8")
+    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+    out = []
+    for i, row in enumerate(rows):
+        try:
+            refinement = from_refinement_row(row, i)
+        except RowFormatError:
+            parsed = from_row(row, i)  # not a refinement row: a critique row, or an error naming the row
+            out.append({"prompt": template.chat(parsed.prompt), "completion": to_paper_text(parsed.critique, parsed.steps)})
+            continue
+        out.append({"prompt": template.critique_prompt(refinement.question, refinement.attempt),
+                    "completion": to_paper_text(refinement.critique, refinement.attempt)})
+    return out
+
+
+def train_hf_critic(config: HFCriticSFTConfig, rows: list[dict[str, Any]], base_model: str, out_dir: str | Path,
+                    data: dict[str, Any] | None = None, log_every: int = 10) -> dict[str, Any]:
+    """TRL SFT of ``base_model`` (LoRA or full) on the critique rows through its chat template."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
+
+    torch.set_num_threads(config.threads)
+    set_seed(config.seed)
+    folder = resolve_model(base_model)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if not getattr(tokenizer, "chat_template", None):
+        raise ValueError(f"critic_training.hf: {base_model} has no chat template; train it with the tiny recipes")
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    template = ChatTemplate(tokenizer)
+    examples = [] if config.only_rows else chat_examples(rows, template)
+    if config.rows:
+        examples += paper_examples(config.rows, template)
+    if not examples:
+        raise ValueError("no critique examples to train on (the run's critique data is empty and no rows were given)")
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    if config.lora:
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
+                                                 lora_dropout=config.lora_dropout, target_modules=config.target_modules,
+                                                 task_type="CAUSAL_LM"))
+    recipe = asdict(config) | {"base_model": str(base_model)}
+    phase = SFTPhase("critiques", examples, config.train_steps, config.learning_rate)
+    return sft_train(model, tokenizer, [phase], config, out_dir, recipe=recipe, log_every=log_every,
+                     extra={"data": data} if data else None)

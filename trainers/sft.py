@@ -130,6 +130,9 @@ def sft_train(model: Any, tokenizer: Any, examples: list[dict[str, str]] | list[
                 continue
             set_seed(config.seed)
             done.append(_train_phase(model, tokenizer, phase, config, tmp / "trainer", log_every))
+        if hasattr(model, "merge_and_unload"):  # a LoRA model (peft): keep the adapter, save the merged weights
+            model.save_pretrained(tmp / "adapter")
+            model = model.merge_and_unload()
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

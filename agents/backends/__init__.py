@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from agents.backends.base import truncate_at_stop
+from agents.backends.gguf import PACKAGE_SCHEME, resolve_model
 from core.protocols import LMBackend
 from core.registry import Registry
 from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["BACKENDS", "BackendEntry", "Completion", "LMBackend", "Prompt", "SamplingParams", "load_backend",
-           "make_backend", "trainable", "truncate_at_stop"]
+           "make_backend", "resolve_model", "trainable", "truncate_at_stop"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,11 @@ BACKENDS.register("vllm", BackendEntry("agents.backends.vllm:VLLMBackend", "vLLM
 
 
 def make_backend(kind: str, model: str, **kwargs: Any) -> LMBackend:
-    """Build a backend by registry name with its own keyword arguments."""
+    """Build a backend by registry name with its own keyword arguments (a GGUF ``model`` loads from its cached
+    HF folder, agents/backends/gguf.py)."""
     cls = BACKENDS[kind].load()
+    if kind != "openai":
+        model = resolve_model(model)
     return cls(model=model, **kwargs) if kind == "openai" else cls(model, **kwargs)
 
 
@@ -52,7 +56,8 @@ def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 
     if kind == "openai":
         from transformers import AutoTokenizer
 
-        tokenizer = AutoTokenizer.from_pretrained(model) if Path(model).exists() else None
+        local = resolve_model(model) if Path(model).exists() or model.startswith(PACKAGE_SCHEME) else None
+        tokenizer = AutoTokenizer.from_pretrained(local) if local else None
         return make_backend("openai", served_model or model, base_url=base_url, tokenizer=tokenizer)
     return make_backend(kind, model)
 
