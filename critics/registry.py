@@ -51,6 +51,7 @@ class CriticEntry:
     needs_actor: bool = False  # runs on the actor's model
     trained: bool = False      # reads the critique model ``settings.model``; its variants share one loaded copy
     verdicts: str | None = None  # a trained variant's verdicts (None: ``settings.verdicts``)
+    needs_reference: bool = False  # reads the problem's gold answer and reference solution
 
     @property
     def about(self) -> str:
@@ -91,7 +92,8 @@ def _trained(settings: CriticConfig, actor: Any, seed: int) -> Critic:
 
 
 register_critic("none", CriticEntry(lambda s, a, seed: NullCritic(), "no critic", "always correct"))
-register_critic("oracle", CriticEntry(lambda s, a, seed: OracleCritic(), "oracle", "oracle (reference-aware)"))
+register_critic("oracle", CriticEntry(lambda s, a, seed: OracleCritic(), "oracle", "oracle (reference-aware)",
+                                      needs_reference=True))
 register_critic("random", CriticEntry(lambda s, a, seed: RandomStepCritic(seed=seed), "random step"))
 register_critic("self", CriticEntry(
     lambda s, a, seed: SelfCheckCritic(_actor("self", a).backend, a.template, max_new_tokens=_tokens(s, 32)),

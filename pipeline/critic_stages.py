@@ -144,7 +144,8 @@ def eval_critic(run: Run, e: EvalCriticConfig) -> dict[str, Any]:
     if not e.processbench_only:
         metrics, tables["critics"], summary = _sampled_sets(run, e, actor, critics)
     if e.processbench:
-        metrics["processbench"], tables["processbench"] = _processbench(e.processbench, critics)
+        blind = {CRITICS[n].about for n in e.critics if CRITICS[n].needs_reference}
+        metrics["processbench"], tables["processbench"] = _processbench(e.processbench, critics, blind)
         summary["processbench_f1"] = {k: v.get("f1") for k, v in metrics["processbench"].items()}
     for md in tables.values():
         print(md)
@@ -174,8 +175,9 @@ def _sampled_sets(run: Run, e: EvalCriticConfig, actor: Actor, critics: dict) ->
             {"sets": sizes, "scores": {k: {s: v[s]["balanced_accuracy"] for s in sets} for k, v in scores.items()}})
 
 
-def _processbench(path: str, critics: dict) -> tuple[dict[str, Any], str]:
-    """Every critic on a step-labelled file; a critic that needs what the rows lack (a reference) says so."""
+def _processbench(path: str, critics: dict, blind: set[str]) -> tuple[dict[str, Any], str]:
+    """Every critic on a step-labelled file; one that needs what the rows lack (``blind``: a gold answer and a
+    reference solution) is reported as not run."""
     try:
         rows = read_processbench(path)
     except (OSError, ValueError) as err:
@@ -183,6 +185,9 @@ def _processbench(path: str, critics: dict) -> tuple[dict[str, Any], str]:
     problems = [Problem(id=r.id, question=r.problem, answer="", source="processbench") for r in rows]
     scores: dict[str, Any] = {}
     for label, critic in critics.items():
+        if label in blind:
+            scores[label] = {"error": "needs a gold answer and a reference solution, which the rows lack"}
+            continue
         try:
             critiques = critic.critique_batch(problems, [list(r.steps) for r in rows])
         except (ValueError, KeyError) as err:

@@ -17,12 +17,13 @@ from gymnasium.utils.env_checker import check_env
 from core.problem import ListProblemSource
 from critics.base import NullCritic
 from envs.math_env import MathReasoningEnv, run_episode
-from envs.registry import PROBLEM_SOURCES, build_source
+from envs.registry import build_source
 from envs.scripted import ScriptedActor
 from envs.synthetic import SyntheticArithmetic
 from evaluation.metrics import accuracy_by_difficulty
 from evaluation.report import format_table
 from pipeline.checkpoints import SHIPPED_ACTOR, copy_checkpoint
+from pipeline.checks import check_config
 from pipeline.config import ConfigError
 from pipeline.context import Run
 from pipeline.critic_stages import calibrate_critic, critic_training, critique_data, eval_critic
@@ -181,8 +182,9 @@ def run_stages(cfg: RunConfig) -> dict[str, Any]:
     unknown = [s for s in cfg.stages if s not in STAGES]
     if unknown:
         raise ConfigError(f"unknown stage(s) {unknown}; valid: {', '.join(STAGES)}")
-    if cfg.problems.name not in PROBLEM_SOURCES:
-        raise ConfigError(f"unknown problem source {cfg.problems.name!r}; valid: {', '.join(PROBLEM_SOURCES)}")
+    errors = check_config(cfg)
+    if errors:
+        raise ConfigError("; ".join(errors))
     rerun = set(STAGES) if "all" in cfg.rerun else set(cfg.rerun)
     run = Run(cfg, Path(cfg.run_dir))
     run.dir.mkdir(parents=True, exist_ok=True)

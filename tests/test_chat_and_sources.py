@@ -187,3 +187,27 @@ def test_bad_processbench_rows_name_their_line(tmp_path, row, error):
     path.write_text(json.dumps({"problem": "ok", "steps": ["a"], "label": -1}) + "\n" + json.dumps(row) + "\n")
     with pytest.raises(ValueError, match=rf"bad.jsonl:2: .*{error}"):
         read_processbench(str(path))
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(__file__).parent.parent / "configs" / "recipe").glob("*.yaml")))
+def test_every_recipe_composes_resolves_and_every_stage_takes_it(recipe):
+    from omegaconf import OmegaConf
+
+    from pipeline.checks import check_config
+
+    cfg = load_config([f"recipe={recipe}"])
+    OmegaConf.to_yaml(cfg)  # every interpolation resolves
+    assert cfg.stages and check_config(cfg) == []
+    assert cfg.problems.name in ("gsm8k", "math") and cfg.actor.model
+    # a real source under any recipe, and the same checks for MATH
+    assert check_config(load_config([f"recipe={recipe}", "problems=math"])) == []
+
+
+def test_a_run_stops_before_its_first_stage_on_a_bad_name_anywhere(tmp_path):
+    from pipeline import run_stages
+    from pipeline.config import ConfigError
+
+    cfg = load_config([f"run_dir={tmp_path}", "self_improve.algorithms=[rft,ppo]", "test_time.critics=[none,orcale]"])
+    with pytest.raises(ConfigError) as err:
+        run_stages(cfg)
+    assert "'ppo'" in str(err.value) and "'orcale'" in str(err.value) and not (tmp_path / "stages").exists()

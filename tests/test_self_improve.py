@@ -203,3 +203,29 @@ def test_grpo_critic_takes_its_dense_reward_from_either_runner(tmp_path, runner)
     # every completion GRPO sampled was reviewed by the runner's critic for its dense reward
     assert summary["generations"] == 8 and sum(reviewed) == 8 and summary["mean_reward"] is not None
     assert (tmp_path / runner / "iter_1" / "model" / "model.safetensors").exists()
+
+
+def test_restart_from_base_retrains_the_starting_weights_on_everything_kept_and_resumes_it(tmp_path):
+    import json
+
+    import torch
+
+    actor = _actor()
+    start = {k: v.clone() for k, v in actor.backend.model.state_dict().items()}
+    config = _config(restart="base", epochs=1.0, iterations=2)
+    trainer = _improver(config, actor, tmp_path / "base", "rft")
+    _run(trainer)
+    kept = [len((tmp_path / "base" / f"iter_{i}" / "kept.jsonl").read_text().splitlines()) for i in (1, 2)]
+    assert len(trainer.kept) == sum(kept) and kept[0] >= 1
+    recipe = json.loads((tmp_path / "base" / "iter_2" / "model" / "recipe.json").read_text())
+    assert recipe["examples"] == sum(kept)  # iteration 2 trained on both iterations' solutions
+    assert all(torch.equal(trainer._base[k], start[k]) for k in start)  # the base is the starting weights
+    # resumed after iteration 1, the next retraining sees iteration 1's solutions again
+    (tmp_path / "base" / "iter_2" / "state.json").unlink()
+    again = _improver(config, _actor(), tmp_path / "base", "rft")
+    again.run(resume=True, log=lambda *_: None)
+    first = [json.loads(x)["steps"] for x in (tmp_path / "base" / "iter_1" / "kept.jsonl").read_text().splitlines()]
+    assert [list(steps) for _, steps in again.kept[: kept[0]]] == first
+    assert json.loads((tmp_path / "base" / "iter_2" / "model" / "recipe.json").read_text())["examples"] == len(again.kept)
+    with pytest.raises(ValueError, match="restart must be"):
+        _config(restart="sometimes")

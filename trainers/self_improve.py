@@ -19,6 +19,7 @@ One iteration, read top to bottom in :meth:`SelfImprover.iteration`:
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -38,7 +39,7 @@ from core.problem import Problem, replicate
 from core.protocols import IterationSummary, RolloutRunner
 from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
-from storage import atomic_write_json
+from storage import atomic_write_json, atomic_write_jsonl
 from trainers.sft import sft_train
 
 __all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "PassRates"]
@@ -67,7 +68,13 @@ class SelfImproveConfig:
     refine_share: float = 0.25        # critique: the share of the budget kept for refinements
     difficulty_aware: bool = True     # critique: more samples and refinements for problems with low pass rates
     temperature: float = 1.0
-    sft_steps: int = 60
+    sft_steps: int = 60               # per iteration (``epochs`` set: derived from the examples instead)
+    epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
+    restart: str = "continue"         # continue: train the current weights on this iteration's solutions | base:
+    # retrain the starting weights every iteration on every solution kept so far (the paper's code)
+    lora: bool = False                # HF actors: train a LoRA adapter (peft) and merge it after each iteration
+    lora_r: int = 16
+    lora_alpha: int = 32
     batch_size: int = 32
     learning_rate: float = 5e-4
     warmup_ratio: float = 0.05
@@ -79,6 +86,10 @@ class SelfImproveConfig:
     def __post_init__(self) -> None:
         if not 0 <= self.refine_share < 1:
             raise ValueError(f"refine_share must be in [0, 1), got {self.refine_share}")
+        if self.restart not in ("continue", "base"):
+            raise ValueError(f"restart must be 'continue' or 'base', got {self.restart!r}")
+        if self.epochs is not None and self.epochs <= 0:
+            raise ValueError(f"epochs must be > 0, got {self.epochs}")
 
     @property
     def budget(self) -> int:
@@ -133,11 +144,16 @@ class SelfImprover:
         self.out_dir = Path(out_dir)
         self.rates = PassRates()
         self.history: list[IterationSummary] = []
+        self.kept: list[tuple[Problem, tuple[str, ...]]] = []  # every iteration's solutions (restart="base")
+        self._base: dict[str, Any] | None = None  # the starting weights (restart="base")
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
     def run(self, resume: bool = False, log: Any = print) -> list[IterationSummary]:
         start = 0
+        if self.config.restart == "base":  # the starting weights, before a resume loads later ones
+            model = trainable(self.actor.backend)[0]
+            self._base = {k: v.detach().clone() for k, v in model.state_dict().items()}
         if resume:
             start = self._resume()
             if start:
@@ -193,6 +209,9 @@ class SelfImprover:
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
         by_id = {p.id: p for p in problems}
         examples = [(by_id[pid], steps) for pid in sorted(solutions) for steps in sorted(solutions[pid])]
+        atomic_write_jsonl(self.out_dir / f"iter_{i}" / "kept.jsonl",
+                           [{"id": p.id, "question": p.question, "answer": p.answer, "steps": list(steps)}
+                            for p, steps in examples])
 
         # 5. fine-tune and ship the weights
         self._train(examples, i)
@@ -222,21 +241,33 @@ class SelfImprover:
                             iteration=i)
 
     def _train(self, examples: list[tuple[Problem, tuple[str, ...]]], i: int) -> None:
-        template = self.actor.template
+        """Fine-tune on this iteration's solutions, or (``restart="base"``) retrain the starting weights on every
+        solution kept so far; a LoRA adapter is merged back into the weights the rollouts use."""
+        c, template = self.config, self.actor.template
+        model, tokenizer = trainable(self.actor.backend)
+        if c.restart == "base":
+            self.kept += examples
+            examples = self.kept
+            model.load_state_dict(self._base)
         rows = [{"prompt": template.prompt(p.question), "completion": template.completion(list(steps))}
                 for p, steps in examples]
         if not rows:
             return
         rng = random.Random(self.seed * 1000 + i)
         rng.shuffle(rows)
-        model, tokenizer = trainable(self.actor.backend)
-        model.train()
-        c = self.config
-        step = SimpleNamespace(seed=self.seed * 1000 + i, train_steps=c.sft_steps, batch_size=c.batch_size,
+        steps = c.sft_steps if c.epochs is None else max(1, math.ceil(c.epochs * len(rows) / c.batch_size))
+        trained = model
+        if c.lora:
+            from peft import LoraConfig, get_peft_model
+
+            trained = get_peft_model(model, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, target_modules="all-linear",
+                                                       task_type="CAUSAL_LM"))
+        trained.train()
+        step = SimpleNamespace(seed=self.seed * 1000 + i, train_steps=steps, batch_size=c.batch_size,
                                learning_rate=c.learning_rate, warmup_ratio=c.warmup_ratio,
                                weight_decay=c.weight_decay, max_length=c.max_length)
-        sft_train(model, tokenizer, rows, step, self.out_dir / f"iter_{i}" / "model", recipe=self._state_config(),
-                  log_every=max(1, c.sft_steps))
+        sft_train(trained, tokenizer, rows, step, self.out_dir / f"iter_{i}" / "model", recipe=self._state_config(),
+                  log_every=max(1, steps))
         model.eval()
         self.runner.set_weights(model)
 
@@ -280,6 +311,10 @@ class SelfImprover:
         self.runner.set_weights(model)
         self.rates = PassRates(state["rates"])
         self.history = [IterationSummary.from_dict(h) for h in state["history"]]
+        if self.config.restart == "base":  # every solution kept so far, for the next retraining
+            self.kept = [(Problem(id=r["id"], question=r["question"], answer=r["answer"]), tuple(r["steps"]))
+                         for n, _ in done for r in map(json.loads, (self.out_dir / f"iter_{n}" / "kept.jsonl")
+                                                       .read_text().splitlines())]
         return last
 
 

@@ -8,6 +8,7 @@ when it is built: the CPU install never imports vLLM, and reading a config never
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,8 +50,13 @@ def make_backend(kind: str, model: str, **kwargs: Any) -> LMBackend:
 
 def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 2,
                  base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None) -> LMBackend:
-    """The backend a role's config names (actor and critic configs share these keys). A served model is
-    tokenised locally when ``model`` is a local folder, so its prompts can be token ids."""
+    """The backend a role's config names (actor, critic and annotator configs share these keys).
+
+    A served model is tokenised locally when ``model`` is a local folder (or GGUF file), so its prompts are
+    rendered here (chat template included) and sent as text to ``/v1/completions``; without one, prompts go to
+    ``/v1/chat/completions`` as a user message and the server applies its chat template (hosted APIs, which
+    serve only chat). The API key is ``$OPENAI_API_KEY``, if set.
+    """
     if kind == "hf":
         return make_backend("hf", model, batch_size=batch_size, threads=threads)
     if kind == "openai":
@@ -58,7 +64,8 @@ def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 
 
         local = resolve_model(model) if Path(model).exists() or model.startswith(PACKAGE_SCHEME) else None
         tokenizer = AutoTokenizer.from_pretrained(local) if local else None
-        return make_backend("openai", served_model or model, base_url=base_url, tokenizer=tokenizer)
+        return make_backend("openai", served_model or model, base_url=base_url, tokenizer=tokenizer,
+                            chat=tokenizer is None, api_key=os.environ.get("OPENAI_API_KEY"))
     return make_backend(kind, model)
 
 
