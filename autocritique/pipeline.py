@@ -27,9 +27,10 @@ from autocritique.flawed import (
 from autocritique.refine_filter import refinement_filter
 from core.critique import Critique
 from core.problem import Problem
+from critics.paper_format import to_sharegpt
 from envs.math_env import EnvConfig
 from envs.synthetic import ALL_ERROR_KINDS
-from storage import atomic_write_json, atomic_write_jsonl
+from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 
 __all__ = ["AutoCritiqueConfig", "build_critique_dataset", "plan_sources", "write_dataset", "read_dataset"]
 
@@ -191,8 +192,13 @@ def _row(a: Annotation, decision: Any, annotator: str, index: int) -> dict[str, 
 
 
 def write_dataset(out_dir: str | Path, rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> Path:
-    """``critiques.jsonl`` and ``stats.json`` in ``out_dir``, each written atomically (data first)."""
+    """``critiques.jsonl`` (the project's rows), ``critiques_sharegpt.jsonl`` (the same critiques as the paper's
+    ShareGPT rows, to train critics elsewhere) and ``stats.json`` in ``out_dir``, each written atomically (data
+    first)."""
     out_dir = Path(out_dir)
+    atomic_write_jsonl(out_dir / "critiques_sharegpt.jsonl",
+                       [to_sharegpt(r["question"], r["steps"], Critique.parse(r["critique"], num_steps=len(r["steps"])))
+                        for r in rows])
     path = atomic_write_jsonl(out_dir / "critiques.jsonl", rows)
     atomic_write_json(out_dir / "stats.json", stats)
     return path
@@ -212,18 +218,12 @@ def dataset_provenance(path: str | Path) -> dict[str, Any] | None:
 
 def read_dataset(path: str | Path) -> list[dict[str, Any]]:
     """Rows of a critique dataset; a malformed row is an error naming the file and line."""
-    import json
-
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                Critique.parse(row["critique"], num_steps=len(row["steps"]))
-                row["question"], row["steps"]  # noqa: B018 - required keys
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{number}: malformed critique row ({type(err).__name__}: {err})") from err
-            rows.append(row)
+    for number, row in read_jsonl(path):
+        try:
+            Critique.parse(row["critique"], num_steps=len(row["steps"]))
+            row["question"], row["steps"]  # noqa: B018 - required keys
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{number}: malformed critique row ({type(err).__name__}: {err})") from err
+        rows.append(row)
     return rows

@@ -32,8 +32,7 @@ class CriticConfig:
     backend: str = "hf"                # hf | openai
     number_format: str = "reversed"    # how numbers are written in the model's text (agents/codec.py)
     template: str = "auto"             # auto: the tokenizer's chat template if it has one | chat | plain
-    generation: str = "auto"           # stepwise (tiny critics) | whole (one critique per generation) | auto: whole
-    # for a chat template, else stepwise
+    generation: str = "auto"           # stepwise (tiny critics) | whole | auto: whole for a chat template
     max_new_tokens: int | None = None  # per generation (stepwise: per line)
     verdicts: str = "model"            # model | checks | likelihood (critics/model_critic.py)
     accept_probability: float = 0.1    # verdicts=likelihood: a line this likely passes unjudged

@@ -3,13 +3,13 @@ JSONL file of either shape (``problems=jsonl problems.path=FILE``)."""
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from core.problem import ListProblemSource, Problem, answer_line
+from storage import read_jsonl
 
 __all__ = ["DatasetFormatError", "data_path", "default_data_dir", "jsonl_problem", "load_gsm8k", "load_jsonl", "load_math",
            "read_jsonl_problems"]
@@ -41,20 +41,16 @@ def data_path(path: str | os.PathLike) -> Path:
 
 def read_jsonl_problems(path: Path, to_problem: Callable[[dict[str, Any], int], Problem]) -> list[Problem]:
     problems = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DatasetFormatError(f"{path}:{lineno}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict):
-                raise DatasetFormatError(f"{path}:{lineno}: expected a JSON object, got {type(row).__name__}")
+    try:
+        for lineno, row in read_jsonl(path):
             try:
                 problems.append(to_problem(row, lineno))
             except (KeyError, TypeError, ValueError) as err:
                 raise DatasetFormatError(f"{path}:{lineno}: {err}") from err
+    except DatasetFormatError:
+        raise
+    except ValueError as err:  # a line that is not a JSON object
+        raise DatasetFormatError(str(err)) from err
     return problems
 
 

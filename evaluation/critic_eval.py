@@ -27,6 +27,7 @@ from core.problem import Problem
 from critics.oracle import OracleCritic
 from envs.math_env import EnvConfig
 from rewards.verifier import verify_response
+from storage import read_jsonl
 
 __all__ = ["LabeledSolution", "StepLabeledSolution", "collect_eval_solutions", "label", "read_processbench",
            "score_critic", "score_processbench"]
@@ -88,24 +89,18 @@ class StepLabeledSolution:
 def read_processbench(path: str) -> list[StepLabeledSolution]:
     """ProcessBench's JSONL (``problem``, ``steps`` list, ``label``; ``id`` optional); a bad row is an error
     naming its line."""
-    import json
-
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                steps = row["steps"]
-                if not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
-                    raise ValueError("'steps' must be a non-empty list of strings")
-                first = int(row["label"])
-                if not -1 <= first < len(steps):
-                    raise ValueError(f"'label' {first} is not -1 or a step index below {len(steps)}")
-                rows.append(StepLabeledSolution(str(row.get("id", number)), str(row["problem"]), tuple(steps), first))
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
-                raise ValueError(f"{path}:{number}: not a ProcessBench row ({type(err).__name__}: {err})") from err
+    for number, row in read_jsonl(path):
+        try:
+            steps = row["steps"]
+            if not isinstance(steps, list) or not steps or not all(isinstance(x, str) for x in steps):
+                raise ValueError("'steps' must be a non-empty list of strings")
+            first = int(row["label"])
+            if not -1 <= first < len(steps):
+                raise ValueError(f"'label' {first} is not -1 or a step index below {len(steps)}")
+            rows.append(StepLabeledSolution(str(row.get("id", number)), str(row["problem"]), tuple(steps), first))
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}:{number}: not a ProcessBench row ({type(err).__name__}: {err})") from err
     return rows
 
 

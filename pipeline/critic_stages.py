@@ -154,7 +154,10 @@ def eval_critic(run: Run, e: EvalCriticConfig) -> dict[str, Any]:
 
 
 def _sampled_sets(run: Run, e: EvalCriticConfig, actor: Actor, critics: dict) -> tuple[dict, str, dict]:
-    problems = run.problems("eval_critic", "test", e.problems_per_level, levels=run.levels)
+    if run.generated:  # every level is equally likely in a generated set
+        problems = run.problems("eval_critic", "test", e.problems_per_level * len(run.levels))
+    else:  # a file's rows are not: a seeded sample of each level
+        problems = run.problems("eval_critic", "test", e.problems_per_level, levels=run.levels)
     sets = collect_eval_solutions(problems, actor, temperature=e.temperature, seed=run.seed,
                                   samples_per_problem=e.samples_per_problem, env=run.env_config(action_unit="solution"))
     scores: dict[str, dict[str, Any]] = {}
