@@ -121,3 +121,31 @@ def test_openai_score_sums_the_echoed_log_probabilities_of_the_continuation():
     assert sorted(c["prompt"] for c in calls) == ["Problem: 1+1\nStep 1: 1+1=2 |", "Qab"]
     with pytest.raises(BackendError, match="completions endpoint"):
         OpenAIBackend("http://127.0.0.1:9/v1", model="m", chat=True).score(["a"], ["b"])
+
+
+def test_a_chat_only_api_serves_the_lm_annotator_with_its_key(tmp_path, monkeypatch, data_dir):
+    """A hosted API (no local tokenizer): the annotator's request goes to /v1/chat/completions as a user message,
+    with $OPENAI_API_KEY; what it answers in the paper's format becomes the critique."""
+    from agents.backends import load_backend
+    from autocritique.annotate import LMAnnotator
+    from autocritique.flawed import FlawedResponse
+    from envs.registry import ProblemsConfig, problems_for
+
+    seen = []
+
+    def chat(body, calls):
+        seen.append(body)
+        reply = ("Step sentence: x\nCorrectness of the step: Wrong\nExplanation: slip\n\n"
+                 "Correctness of the final answer: Wrong\nExplanation: follows the slip")
+        return 200, {"choices": [{"message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}]}
+
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    [problem] = problems_for(ProblemsConfig(name="gsm8k"), "critique_data", 0, "train", size=1)
+    with fake_server(chat) as (url, _):
+        backend = load_backend("openai", "gpt-4o", base_url=url)
+        [annotation] = LMAnnotator(backend).annotate([FlawedResponse(problem, tuple(problem.steps), "typed", 1)])
+    assert backend.chat and backend.local_tokenizer is None
+    assert backend._client.headers["Authorization"] == "Bearer sk-test"
+    assert seen[0]["model"] == "gpt-4o" and seen[0]["messages"][0]["role"] == "user"
+    assert "Gold answer:" in seen[0]["messages"][0]["content"]
+    assert annotation.critique is not None and annotation.critique.first_error_step == 1
