@@ -32,7 +32,8 @@ from envs.math_env import EnvConfig
 from envs.synthetic import ALL_ERROR_KINDS
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 
-__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "plan_sources", "write_dataset", "read_dataset"]
+__all__ = ["AutoCritiqueConfig", "build_critique_dataset", "plan_sources", "write_dataset", "write_paper_rows",
+           "read_dataset"]
 
 
 @dataclass
@@ -191,14 +192,17 @@ def _row(a: Annotation, decision: Any, annotator: str, index: int) -> dict[str, 
     }
 
 
+def write_paper_rows(out_dir: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
+    """``critiques_sharegpt.jsonl``: a dataset's critiques as the paper's ShareGPT rows (to train critics
+    elsewhere), written atomically."""
+    return atomic_write_jsonl(Path(out_dir) / "critiques_sharegpt.jsonl",
+                              (to_sharegpt(r["question"], r["steps"], Critique.parse(r["critique"], num_steps=len(r["steps"])))
+                               for r in rows))
+
+
 def write_dataset(out_dir: str | Path, rows: Sequence[dict[str, Any]], stats: dict[str, Any]) -> Path:
-    """``critiques.jsonl`` (the project's rows), ``critiques_sharegpt.jsonl`` (the same critiques as the paper's
-    ShareGPT rows, to train critics elsewhere) and ``stats.json`` in ``out_dir``, each written atomically (data
-    first)."""
+    """``critiques.jsonl`` and ``stats.json`` in ``out_dir``, each written atomically (data first)."""
     out_dir = Path(out_dir)
-    atomic_write_jsonl(out_dir / "critiques_sharegpt.jsonl",
-                       [to_sharegpt(r["question"], r["steps"], Critique.parse(r["critique"], num_steps=len(r["steps"])))
-                        for r in rows])
     path = atomic_write_jsonl(out_dir / "critiques.jsonl", rows)
     atomic_write_json(out_dir / "stats.json", stats)
     return path

@@ -10,7 +10,14 @@ from agents.actor import Actor, backend_template
 from agents.backends import load_backend
 from agents.prompts import ChatTemplate
 from autocritique.annotate import Annotator, LMAnnotator, OracleAnnotator
-from autocritique.pipeline import build_critique_dataset, dataset_provenance, plan_sources, read_dataset, write_dataset
+from autocritique.pipeline import (
+    build_critique_dataset,
+    dataset_provenance,
+    plan_sources,
+    read_dataset,
+    write_dataset,
+    write_paper_rows,
+)
 from core.problem import Problem
 from core.registry import RegistryError
 from core.sampling import SamplingParams
@@ -76,6 +83,7 @@ def critique_data(run: Run, a: CritiqueDataConfig) -> dict[str, Any]:
     rows, stats = build_critique_dataset(problems, actor, config, annotator=_annotator(run, a, actor),
                                          env=run.env_config(action_unit="solution"))
     path = write_dataset(run.dir / "critique_data", rows, stats)
+    write_paper_rows(run.dir / "critique_data", rows)
     print(f"[critique_data] responses {dict(stats['responses'])}; kept {dict(stats['kept'])}; "
           f"dropped {dict(stats['dropped'])} -> {path}")
     return {"path": str(path), **{k: v for k, v in stats.items() if k != "config"}}

@@ -205,9 +205,10 @@ def test_pipeline_end_to_end_on_the_shipped_actor(small_dataset, tmp_path):
     loaded = load_dataset("json", data_files=str(path), split="train")
     assert len(loaded) == len(rows) and loaded[0]["critique"] == rows[0]["critique"]
     assert json.loads((tmp_path / "data" / "stats.json").read_text())["rows"] == len(rows)
+    from autocritique.pipeline import write_paper_rows
     from critics.paper_format import from_row
 
-    paper = [json.loads(x) for x in (tmp_path / "data" / "critiques_sharegpt.jsonl").read_text().splitlines()]
+    paper = [json.loads(x) for x in write_paper_rows(tmp_path / "data", rows).read_text().splitlines()]
     assert [from_row(p).critique.is_correct for p in paper] == [r["is_correct"] for r in rows]
     examples = rows_to_examples(rows, TEMPLATE)
     assert examples[0]["prompt"].endswith("Solution:\n" + TEMPLATE.solution_lines(rows[0]["steps"]) + "Critique:\n")
