@@ -101,7 +101,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--k", type=int, default=4)
     parser.add_argument("--max-new-tokens", type=int, default=320)
     parser.add_argument("--critics", nargs="+", default=["none", "self_reflection", "oracle"])
-    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_real_model"))
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_real_model"), help="the runs' folder")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the table goes")
     args = parser.parse_args(argv)
     model = args.model or qwen_gguf() or SMOLLM2
     results = {s: run(model, s, args.problems_per_level, args.k, args.critics, args.max_new_tokens, Path(args.out))
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> None:
                     f"({args.problems_per_level} per level), 2 CPU cores**", "", *table, "",
                     "Wall time: " + ", ".join(f"{s} {r['seconds']} s" for s, r in results.items()),
                     "", f"Command: `python benchmarks/real_model.py {' '.join(argv or sys.argv[1:])}`"])
-    out = ROOT / "benchmarks" / "results"
+    out = Path(args.results)
     atomic_write_json(out / "real_model.json", {"model": model, "args": vars(args), "results": results})
     atomic_write_text(out / "real_model.md", md + "\n")
     print(md)
