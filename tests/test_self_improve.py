@@ -229,3 +229,16 @@ def test_restart_from_base_retrains_the_starting_weights_on_everything_kept_and_
     assert json.loads((tmp_path / "base" / "iter_2" / "model" / "recipe.json").read_text())["examples"] == len(again.kept)
     with pytest.raises(ValueError, match="restart must be"):
         _config(restart="sometimes")
+
+
+def test_a_lora_iteration_merges_its_adapter_into_the_weights_the_rollouts_use(tmp_path):
+    import torch
+
+    actor = _actor()
+    before = {k: v.clone() for k, v in actor.backend.model.state_dict().items()}
+    trainer = _improver(_config(lora=True, iterations=1, learning_rate=1e-2), actor, tmp_path / "lora", "rft")
+    [_, summary] = _run(trainer)
+    after = actor.backend.model.state_dict()
+    assert set(after) == set(before)  # merged: no adapter layers left in the rollout model
+    assert summary["kept"] >= 1 and any(not torch.equal(before[k], after[k]) for k in before)
+    assert (tmp_path / "lora" / "iter_1" / "model" / "adapter" / "adapter_config.json").exists()
