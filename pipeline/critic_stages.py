@@ -8,7 +8,6 @@ from typing import Any
 
 from agents.actor import Actor, backend_template
 from agents.backends import load_backend
-from agents.prompts import ChatTemplate
 from autocritique.annotate import Annotator, LMAnnotator, OracleAnnotator
 from autocritique.pipeline import (
     build_critique_dataset,
@@ -65,9 +64,9 @@ def _annotator(run: Run, a: CritiqueDataConfig, actor: Actor) -> Annotator:
                                    served_model=a.annotator_served_model)
         except (RegistryError, ValueError) as err:
             raise ConfigError(f"autocritique.annotator_backend: {err}") from err
-    template = backend_template(backend)
+    # the template renders the request: a chat turn for an instruct model, the text itself otherwise
     return LMAnnotator(backend, SamplingParams(max_new_tokens=a.annotator_max_new_tokens, temperature=0.0),
-                       template=template if isinstance(template, ChatTemplate) else None)
+                       template=backend_template(backend))
 
 
 def critique_data(run: Run, a: CritiqueDataConfig) -> dict[str, Any]:
