@@ -11,7 +11,15 @@ REPO = Path(__file__).resolve().parent.parent
 SHIPPED_ACTOR = REPO / "checkpoints" / "tiny-actor"
 SHIPPED_CRITIC = REPO / "checkpoints" / "tiny-critic"
 
-__all__ = ["REPO", "SHIPPED_ACTOR", "SHIPPED_CRITIC", "copy_checkpoint", "run_checkpoint"]
+__all__ = ["REPO", "SHIPPED_ACTOR", "SHIPPED_CRITIC", "copy_checkpoint", "repo_path", "run_checkpoint"]
+
+
+def repo_path(path: str) -> str:
+    """A relative path that is not there from the working directory but is in the repository (a shipped
+    checkpoint such as ``checkpoints/tiny-actor-easy``) resolves there; anything else is returned as is."""
+    if not Path(path).is_absolute() and not Path(path).exists() and (REPO / path).exists():
+        return str(REPO / path)
+    return path
 
 
 def run_checkpoint(configured: str | None, run_dir: str | Path, name: str) -> str | None:

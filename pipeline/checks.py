@@ -4,10 +4,13 @@ nothing (no model, no data file)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from agents.backends import BACKENDS
 from agents.prompts import TEMPLATES
 from critics.registry import CRITICS
 from envs.registry import PROBLEM_SOURCES
+from pipeline.checkpoints import repo_path
 from pipeline.schema import RunConfig
 from trainers.registry import ALGORITHMS
 
@@ -58,4 +61,6 @@ def check_config(cfg: RunConfig) -> list[str]:
         s = cfg.self_improve
         errors += _names("self_improve.algorithms", s.algorithms, ALGORITHMS)
         errors += _names("self_improve.critic", [s.critic], CRITICS)
+        if s.actor and not Path(repo_path(s.actor)).exists():
+            errors.append(f"self_improve.actor: no checkpoint at {s.actor!r}")
     return errors

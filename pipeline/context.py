@@ -21,7 +21,7 @@ from critics.registry import CRITICS, CriticConfig, build_critics
 from envs.math_env import EnvConfig
 from envs.registry import PROBLEM_SOURCES, problems_for
 from evaluation.results import write_results
-from pipeline.checkpoints import run_checkpoint
+from pipeline.checkpoints import repo_path, run_checkpoint
 from pipeline.config import ConfigError
 from pipeline.schema import EvalConfig, RunConfig
 
@@ -49,9 +49,11 @@ class Run:
         """``critic.model`` if set, else the critic_training stage's output."""
         return run_checkpoint(self.cfg.critic.model, self.dir, "critic")
 
-    def actor(self) -> Actor:
+    def actor(self, checkpoint: str | None = None) -> Actor:
+        """The configured actor, from ``checkpoint`` (a folder; a repository-relative one is found) if given."""
         try:
-            return build_actor(self.cfg.actor, self.actor_checkpoint, seed=self.seed)
+            return build_actor(self.cfg.actor, repo_path(checkpoint) if checkpoint else self.actor_checkpoint,
+                               seed=self.seed)
         except (RegistryError, ValueError) as err:
             raise ConfigError(f"actor: {err}") from err
 

@@ -15,6 +15,7 @@ from core.protocols import RolloutRunner
 from core.registry import RegistryError
 from critics.registry import CRITICS, CriticConfig
 from evaluation.report import self_improve_tables
+from pipeline.checkpoints import repo_path
 from pipeline.config import ConfigError
 from pipeline.context import Run
 from rollout.ray_pool import LocalRolloutRunner, RayRolloutPool, WorkerSpec
@@ -36,12 +37,12 @@ def _critic_settings(run: Run) -> dict[str, CriticConfig]:
     return out
 
 
-def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig]) -> RolloutRunner:
+def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], checkpoint: str | None) -> RolloutRunner:
     r, a = run.cfg.ray, run.cfg.actor
     env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     if not r.enabled:
         return LocalRolloutRunner(actor, critics, env=env, batch_size=a.batch_size, seed=run.seed)
-    spec = WorkerSpec(run.actor_checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
+    spec = WorkerSpec(checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
                       run.seed)
     return RayRolloutPool(r, spec, local_actor=actor)
 
@@ -55,10 +56,11 @@ def self_improve(run: Run, s: SelfImproveConfig) -> dict[str, Any]:
     if any(e.uses_critic for e in entries.values()) and s.critic not in critics:
         raise ConfigError(f"self_improve.critic={s.critic!r} is not available; have {sorted(critics)} "
                           "(a trained critic needs the critic_training stage)")
+    checkpoint = repo_path(s.actor) if s.actor else run.actor_checkpoint  # checked by pipeline/checks.py
     histories: dict[str, list[dict[str, Any]]] = {}
     for name, entry in entries.items():
-        actor = run.actor()  # every algorithm starts here
-        runner = _runner(run, actor, critics)
+        actor = run.actor(checkpoint)  # every algorithm starts here
+        runner = _runner(run, actor, critics, checkpoint)
         try:
             trainer = entry.cls(s, runner, actor, run.dir / "self_improve" / name, run.cfg.problems, algorithm=name,
                                 seed=run.seed)

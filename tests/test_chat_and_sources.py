@@ -207,7 +207,9 @@ def test_a_run_stops_before_its_first_stage_on_a_bad_name_anywhere(tmp_path):
     from pipeline import run_stages
     from pipeline.config import ConfigError
 
-    cfg = load_config([f"run_dir={tmp_path}", "self_improve.algorithms=[rft,ppo]", "test_time.critics=[none,orcale]"])
+    cfg = load_config([f"run_dir={tmp_path}", "self_improve.algorithms=[rft,ppo]", "test_time.critics=[none,orcale]",
+                       "self_improve.actor=checkpoints/no-such-actor"])
     with pytest.raises(ConfigError) as err:
         run_stages(cfg)
     assert "'ppo'" in str(err.value) and "'orcale'" in str(err.value) and not (tmp_path / "stages").exists()
+    assert "self_improve.actor: no checkpoint at 'checkpoints/no-such-actor'" in str(err.value)

@@ -1,7 +1,9 @@
+import json
 import os
 import signal
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -10,7 +12,7 @@ from agents import Actor, ActorConfig, PromptTemplate, SamplingParams
 from agents.backends.hf import HFBackend
 from core.episode import EpisodeRecord
 from critics.registry import CriticConfig
-from envs import SyntheticArithmetic
+from envs import EnvConfig, SyntheticArithmetic
 from envs.registry import ProblemsConfig
 from rollout.ray_pool import LocalRolloutRunner, RayConfig, RayRolloutPool, WorkerSpec
 from trainers.self_improve import GRPOSettings, PassRates, SelfImproveConfig, SelfImprover, allocate
@@ -79,6 +81,46 @@ def test_budget_accounting(tmp_path, algorithm):
         assert summary["refinements"] <= 4 and summary["generations"] == summary["samples"] + summary["refinements"]
     assert 0 <= summary["exploration"] <= 1 and summary["kept"] >= 1
     assert (tmp_path / algorithm / "iter_1" / "model" / "model.safetensors").exists()
+    rows = [json.loads(x) for x in (tmp_path / algorithm / "iter_1" / "kept.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in rows]
+    assert kinds.count("solve") == summary["kept"] and kinds.count("refine") == summary["refine_examples"]
+    assert summary["refine_examples"] <= summary["refinements"] and (algorithm == "critique" or "refine" not in kinds)
+
+
+def test_a_verified_refinement_becomes_a_refinement_example_of_the_warmup_format():
+    import random
+
+    from core.episode import Attempt
+    from critics import OracleCritic
+    from envs import corrupt_solution
+    from envs.math_env import feedback_summary
+
+    p = SyntheticArithmetic(size=1, min_steps=4, max_steps=4, seed=3)[0]
+    bad = corrupt_solution(p, 3, "calculation", random.Random(0)).steps
+    critique = OracleCritic().critique(p, bad)
+    record = EpisodeRecord(problem=p, steps=list(p.steps), attempts=[Attempt(list(bad), critique, 2)])
+    trainer = _improver(_config(), _actor(), "unused")
+    row = trainer._refine_row(p, record)
+    template = trainer.actor.template
+    assert row["kind"] == "refine" and row["steps"] == list(p.steps)
+    assert row["prompt"] == template.prompt(p.question, p.steps[:2], feedback_summary(critique))
+    assert row["completion"] == template.completion(p.steps[2:])
+
+
+def test_the_curriculum_draws_levels_up_to_the_frontier_plus_one():
+    rates = PassRates({"1": 0.9, "2": 0.8, "3": 0.6, "4": 0.2, "6": 0.9})
+    assert rates.frontier(range(1, 9), start=1, threshold=0.5) == 3  # 4 has not reached it; 6 is beyond a gap
+    assert rates.frontier(range(1, 9), start=4, threshold=0.5) == 4  # 5 never seen
+    assert rates.frontier(range(1, 9), start=2, threshold=0.1) == 4
+    trainer = _improver(_config(curriculum=True, curriculum_start=2, problems_per_iteration=12), _actor(), "unused",
+                        problems=ProblemsConfig(max_steps=8))
+    first = trainer._problems(1)
+    assert len(first) == 12 and {p.difficulty for p in first} == {1, 2, 3}
+    trainer.rates = PassRates({"3": 0.7, "4": 0.6})
+    assert {p.difficulty for p in trainer._problems(2)} == {1, 2, 3, 4, 5}
+    assert trainer._problems(2) == trainer._problems(2)  # seeded
+    with pytest.raises(ValueError, match="curriculum_threshold"):
+        _config(curriculum_threshold=0)
 
 
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
@@ -140,25 +182,29 @@ def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes()
         ray.shutdown()
 
 
-def test_verifier_reward_scores_answers_and_adds_the_critics_step_share():
+def test_episode_reward_is_the_verified_answer_plus_the_critics_accepted_share():
     from critics import OracleCritic
-    from trainers.grpo import verifier_reward
+    from envs import corrupt_solution
+    from rollout.loop import rollout
+    from trainers.grpo import accepted_share, episode_reward
 
-    template = PromptTemplate(number_format="reversed")
     p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=2)[0]
-    right = template.completion(p.steps)
     import random
 
-    from envs import corrupt_solution
+    wrong = corrupt_solution(p, 2, "calculation", random.Random(0)).steps
 
-    wrong = template.completion(corrupt_solution(p, 2, "calculation", random.Random(0)).steps)
-    seen: dict = {}
-    plain = verifier_reward(template, seen=seen)
-    assert plain([""] * 2, [right, wrong], answer=[p.answer] * 2, question=[p.question] * 2) == [1.0, 0.0]
-    assert seen == {p.question: {"\n".join(p.steps)}}
-    dense = verifier_reward(template, OracleCritic(), weight=0.5, problems={p.question: p})
-    scores = dense([""] * 2, [right, wrong], answer=[p.answer] * 2, question=[p.question] * 2)
-    assert scores[0] == 1.5 and 0.0 < scores[1] < 0.5  # the steps before the slip earn part of the dense reward
+    class Fixed:
+        def act_batch(self, observations, infos):
+            return ["\n".join(p.steps if i % 2 == 0 else wrong) for i, _ in enumerate(observations)]
+
+    records = rollout([p, replace(p, id="b")], Fixed(), OracleCritic(), EnvConfig(max_refinements=0), batch_size=2)
+    shares = [accepted_share(r) for r in records]
+    assert shares[0] == 1.0 and 0.0 < shares[1] < 1.0  # the steps before the slip are accepted
+    plain, dense = episode_reward(), episode_reward(0.5)
+    fields = dict(correct=[r.correct for r in records], step_share=shares)
+    assert plain([""] * 2, [""] * 2, **fields) == [1.0, 0.0]
+    assert dense([""] * 2, [""] * 2, **fields) == [1.5, 0.5 * shares[1]]
+    assert accepted_share(EpisodeRecord(problem=p)) == 0.0  # no critic in the loop
 
 
 def _grpo_config():
@@ -188,9 +234,6 @@ def test_grpo_critic_takes_its_dense_reward_from_either_runner(tmp_path, runner)
         pool = RayRolloutPool(RayConfig(num_workers=1), spec, local_actor=actor)
     else:
         pool = LocalRolloutRunner(actor, CRITICS)
-    critic, reviewed = pool.critic("oracle"), []
-    review = critic.critique_batch
-    critic.critique_batch = lambda problems, steps: reviewed.append(len(problems)) or review(problems, steps)
     try:
         [_, summary] = _run(_improver(_grpo_config(), actor, tmp_path / runner, "grpo_critic", ProblemsConfig(max_steps=3),
                                       runner=pool, cls=GRPOBaseline))
@@ -200,14 +243,12 @@ def test_grpo_critic_takes_its_dense_reward_from_either_runner(tmp_path, runner)
             import ray
 
             ray.shutdown()
-    # every completion GRPO sampled was reviewed by the runner's critic for its dense reward
-    assert summary["generations"] == 8 and sum(reviewed) == 8 and summary["mean_reward"] is not None
+    # every completion GRPO learned from was an episode of the runner's environment, reviewed by its critic
+    assert summary["generations"] == 8 and summary["reviewed"] == 8 and summary["mean_reward"] is not None
     assert (tmp_path / runner / "iter_1" / "model" / "model.safetensors").exists()
 
 
 def test_restart_from_base_retrains_the_starting_weights_on_everything_kept_and_resumes_it(tmp_path):
-    import json
-
     import torch
 
     actor = _actor()
@@ -225,7 +266,7 @@ def test_restart_from_base_retrains_the_starting_weights_on_everything_kept_and_
     again = _improver(config, _actor(), tmp_path / "base", "rft")
     again.run(resume=True, log=lambda *_: None)
     first = [json.loads(x)["steps"] for x in (tmp_path / "base" / "iter_1" / "kept.jsonl").read_text().splitlines()]
-    assert [list(steps) for _, steps in again.kept[: kept[0]]] == first
+    assert [row["steps"] for row in again.kept[: kept[0]]] == first
     assert json.loads((tmp_path / "base" / "iter_2" / "model" / "recipe.json").read_text())["examples"] == len(again.kept)
     with pytest.raises(ValueError, match="restart must be"):
         _config(restart="sometimes")

@@ -1,10 +1,13 @@
-"""GRPO as an RL baseline, through TRL's ``GRPOTrainer`` with the project's verifier as the reward.
+"""GRPO as an RL baseline: TRL's ``GRPOTrainer`` optimises, the project's environment rolls out.
 
-It shares the self-improvement loop's problems, budget, measurements, checkpoints and resume
-(:class:`~trainers.self_improve.SelfImprover`); only the iteration differs: ``samples_per_problem`` completions
-per problem (the GRPO group) are sampled by TRL, scored by the verifier (optionally plus the critic's step-level
-verdicts as a dense reward), and the policy takes group-relative policy-gradient steps. The budget is the same
-``problems x samples_per_problem`` generations per iteration as the other algorithms.
+Every completion GRPO learns from is an episode of :class:`~envs.math_env.MathReasoningEnv`, played by the same
+rollout runner (in-process or Ray workers) as the other algorithms: TRL's ``rollout_func`` hook hands each
+generation batch's prompts to :meth:`GRPOBaseline._rollout`, which plays one episode per prompt and returns the
+episodes' exact token ids. The reward is the environment's verdict (1 for a verified answer) plus, for
+``grpo_critic``, ``critic_reward_weight`` x the share of steps the critic in the loop accepted -- the same
+critic, on the same episodes, that the critique-in-the-loop algorithm uses. It shares the self-improvement
+loop's problems, budget (``problems x samples_per_problem`` episodes per iteration), measurements,
+checkpoints and resume (:class:`~trainers.self_improve.SelfImprover`); only the iteration differs.
 
 ``trl`` and ``datasets`` are imported when an iteration runs: heavy optional dependencies of this one algorithm.
 """
@@ -13,48 +16,35 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from agents.backends import trainable
+from core.episode import EpisodeRecord
 from core.problem import Problem
 from core.protocols import IterationSummary
-from rewards.answer import split_solution
-from rewards.verifier import verify_response
 from trainers.self_improve import SelfImprover
 
-__all__ = ["GRPOBaseline", "verifier_reward"]
+__all__ = ["GRPOBaseline", "accepted_share", "episode_reward"]
 
 
-def verifier_reward(template: Any, critic: Any = None, weight: float = 0.0, seen: dict | None = None,
-                    problems: dict | None = None):
-    """A TRL reward function: 1 for a verified answer, plus ``weight`` x the share of steps the critic accepts.
+def accepted_share(record: EpisodeRecord) -> float:
+    """The share of the solution's steps (the answer line aside) the critic accepted; 0 without a critique."""
+    if not record.attempts:
+        return 0.0
+    judged = [j for j in record.attempts[0].critique.steps if not j.is_answer]
+    return sum(j.correct for j in judged) / len(judged) if judged else 0.0
 
-    ``seen`` (question -> set of correct solutions) collects what GRPO explored, for the shared measurements;
-    ``problems`` (question -> Problem) gives the critic the whole problem (a reference-aware critic needs it).
-    """
 
-    def reward(prompts: list[str], completions: list[str], answer: list[str], question: list[str], **_: Any) -> list[float]:
-        out = []
-        texts = [template.decode(c) for c in completions]
-        for text, gold, q in zip(texts, answer, question):
-            ok = verify_response(text, gold).correct
-            out.append(float(ok))
-            if seen is not None:
-                seen.setdefault(q, set())
-                if ok:
-                    seen[q].add(text.strip())
-        if critic is not None and weight > 0:
-            steps = [list(split_solution(t)) for t in texts]
-            known = problems or {}
-            reviewed = [known.get(q) or Problem(id=f"grpo-{i}", question=q, answer=a)
-                        for i, (q, a) in enumerate(zip(question, answer))]
-            for i, critique in enumerate(critic.critique_batch(reviewed, steps)):
-                judged = [j for j in critique.steps if not j.is_answer]
-                if judged:
-                    out[i] += weight * sum(j.correct for j in judged) / len(judged)
-        return out
+def episode_reward(weight: float = 0.0):
+    """A TRL reward function over the fields :meth:`GRPOBaseline._rollout` forwards: the environment's verified
+    answer (1 or 0), plus ``weight`` x the critic's accepted share of steps."""
+
+    def reward(prompts: list[Any], completions: list[Any], correct: list[bool], step_share: list[float],
+               **_: Any) -> list[float]:
+        return [float(ok) + weight * share for ok, share in zip(correct, step_share)]
 
     reward.__name__ = "verifier" if weight == 0 else "verifier_plus_critic"
     return reward
@@ -70,13 +60,16 @@ class GRPOBaseline(SelfImprover):
         c, g, started = self.config, self.config.grpo, time.perf_counter()
         problems = self._problems(i)
         template = self.actor.template
-        data = Dataset.from_list([{"prompt": template.prompt(p.question), "answer": p.answer, "question": p.question}
-                                  for p in problems])
+        self._by_prompt = {template.prompt(p.question): p for p in problems}
+        data = Dataset.from_list([{"prompt": template.prompt(p.question)} for p in problems])
         group = c.samples_per_problem
         batch = max(group, (c.batch_size // group) * group)
         steps = max(1, c.budget // batch)
         weight = g.critic_reward_weight if self.name == "grpo_critic" else 0.0
-        critic = self.runner.critic(c.critic) if weight > 0 else None
+        self._critic = c.critic if weight > 0 else "none"
+        self._episodes: list[EpisodeRecord] = []
+        self._sampling = replace(self.actor.sampling, temperature=c.temperature, max_new_tokens=g.max_completion_length)
+        self._iteration, self._restarts = i, []
         args = GRPOConfig(
             output_dir=str(self.out_dir / f"iter_{i}" / "trainer"),
             max_steps=steps,
@@ -97,19 +90,64 @@ class GRPOBaseline(SelfImprover):
         )
         model, tokenizer = trainable(self.actor.backend)
         model.train()
-        seen: dict[str, set[str]] = {}
-        trainer = GRPOTrainer(model=model, reward_funcs=verifier_reward(template, critic, weight, seen,
-                                                                   {p.question: p for p in problems}),
-                              args=args, train_dataset=data, processing_class=tokenizer)
+        trainer = GRPOTrainer(model=model, reward_funcs=episode_reward(weight), args=args, train_dataset=data,
+                              processing_class=tokenizer, rollout_func=self._rollout)
         trainer.train()
         model.eval()
         self.runner.set_weights(model)
         rewards = [h.get("reward") for h in trainer.state.log_history if "reward" in h]
         shutil.rmtree(self.out_dir / f"iter_{i}" / "trainer", ignore_errors=True)
-        summary = self._measure(i, {"problems": len(problems), "generations": steps * batch, "budget": c.budget,
-                                    "exploration": round(sum(bool(v) for v in seen.values()) / len(problems), 4),
-                                    "diversity": round(sum(len(v) for v in seen.values()) / len(problems), 4),
-                                    "extra": {"grpo_steps": steps, "mean_reward": rewards[-1] if rewards else None}},
-                                started)
+        seen: dict[str, set[tuple[str, ...]]] = {}
+        for r in self._episodes:
+            seen.setdefault(r.problem.metadata["replica_of"], set())
+            if r.correct:
+                seen[r.problem.metadata["replica_of"]].add(tuple(r.steps))
+        episodes = self._episodes
+        summary = self._measure(i, {
+            "problems": len(problems), "generations": len(episodes), "budget": c.budget,
+            "exploration": round(sum(bool(v) for v in seen.values()) / len(problems), 4),
+            "diversity": round(sum(len(v) for v in seen.values()) / len(problems), 4),
+            "tokens": sum(len(gen.completion_ids) for r in episodes for gen in r.generations),
+            "restarts": list(self._restarts),
+            "extra": {"grpo_steps": steps, "mean_reward": rewards[-1] if rewards else None,
+                      "reviewed": sum(bool(r.attempts) for r in episodes),
+                      "levels": sorted({p.difficulty for p in problems})},
+        }, started)
         self._save(i, summary)
         return summary
+
+    def _rollout(self, prompts: list[str], trainer: Any) -> dict[str, Any]:
+        """TRL's rollout hook: one environment episode per prompt (the batch already holds each prompt once per
+        group member), played with the weights being trained."""
+        model = trainer.model
+        was_training = model.training
+        model.eval()
+        self.runner.set_weights(model)
+        call = len(self._episodes)
+        replicas = [replace(p, id=f"{p.id}#g{self._iteration}.{call + j}", metadata={**p.metadata, "replica_of": p.id})
+                    for j, p in enumerate(self._problem(text) for text in prompts)]
+        records = self.runner.rollout(replicas, seed=self.seed * 1000 + self._iteration * 97 + call,
+                                      sampling=self._sampling, env={"max_refinements": 0}, critic=self._critic)
+        self._restarts += self.runner.last_restarts
+        by_id = {r.problem.id: r for r in records}
+        records = [by_id[p.id] for p in replicas]
+        self._episodes += records
+        if was_training:
+            model.train()
+        odd = [r.problem.id for r in records if len(r.generations) != 1]
+        if odd:
+            raise RuntimeError(f"GRPO needs one model generation per episode (a whole-solution actor with token ids); "
+                               f"episodes {odd[:3]} have {len(records[0].generations)}")
+        gens = [r.generations[0] for r in records]
+        return {"prompt_ids": [list(gen.prompt_ids) for gen in gens],
+                "completion_ids": [list(gen.completion_ids) for gen in gens],
+                "logprobs": None,
+                "correct": [r.correct for r in records],
+                "step_share": [accepted_share(r) for r in records]}
+
+    def _problem(self, prompt: Any) -> Problem:
+        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+        try:
+            return self._by_prompt[text]
+        except KeyError:
+            raise RuntimeError("GRPO's rollout got a prompt that is not one of this iteration's problems") from None

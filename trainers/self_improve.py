@@ -8,12 +8,20 @@ One iteration, read top to bottom in :meth:`SelfImprover.iteration`:
    samples when ``difficulty_aware``, and has the critic review every sample;
 3. ``critique`` only: refine the flagged samples with the critique, hardest problems first, until the budget
    is spent (one generation per refinement, so the budget is exact);
-4. keep the verified-correct solutions (originals and refinements), one copy of each distinct solution;
-5. fine-tune the actor on them (the SFT machinery of the warm-up) and ship the new weights to the rollout
-   workers;
+4. keep the verified-correct solutions (originals and refinements), one copy of each distinct solution; a
+   verified refinement is also kept as a refinement example (the critique in the prompt, the corrected steps
+   as the target), so the actor keeps the refine skill it is asked to use;
+5. fine-tune the actor on them (the SFT machinery of the warm-up) -- the current weights at a small learning
+   rate, or (``restart="base"``, the paper's code) the starting weights on everything kept so far -- and ship
+   the new weights to the rollout workers;
 6. measure: held-out greedy accuracy by difficulty, exploration efficiency (share of training problems with a
    correct trajectory), diversity (distinct correct solutions per problem), tokens, wall time; save a
    checkpoint and the state needed to resume.
+
+Training problems carry final answers only (the verifier is the sole judge, as with real data). With
+``curriculum`` they are drawn from the levels up to the frontier + 1, the frontier being the highest level whose
+running pass rate has reached ``curriculum_threshold`` (Lee et al. 2025, "Self-Improving Transformers Overcome
+Easy-to-Hard and Length Generalization Challenges").
 """
 
 from __future__ import annotations
@@ -39,8 +47,8 @@ from core.problem import Problem, replicate
 from core.protocols import IterationSummary, RolloutRunner
 from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
-from storage import atomic_write_json, atomic_write_jsonl
-from trainers.sft import sft_train
+from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
+from trainers.sft import ActorSFTConfig, build_actor_examples, refinement_example, sft_train
 
 __all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "PassRates"]
 
@@ -62,11 +70,19 @@ class SelfImproveConfig:
 
     algorithms: list[str] = field(default_factory=lambda: ["critique", "rft"])  # names in trainers.registry
     critic: str = "model_likelihood"  # the critic in the loop (a name in critics.registry)
+    actor: str | None = None          # the checkpoint every algorithm starts from (null: the run's actor)
     iterations: int = 2
     problems_per_iteration: int = 128
     samples_per_problem: int = 4      # generation budget per iteration = problems_per_iteration * this
     refine_share: float = 0.25        # critique: the share of the budget kept for refinements
     difficulty_aware: bool = True     # critique: more samples and refinements for problems with low pass rates
+    curriculum: bool = False          # draw training problems from the levels up to the frontier + 1
+    curriculum_start: int | None = None  # the frontier before anything is measured (null: the lowest level)
+    curriculum_threshold: float = 0.5  # a level joins the frontier once its running pass rate reaches this
+    curriculum_window: int | None = None  # draw from this many levels ending at the frontier + 1 (null: all below)
+    accumulate: bool = False          # train on every row kept so far, not only this iteration's (restart=base: always)
+    replay: int = 0                   # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
+    refine_examples: bool = True      # critique: verified refinements also become refinement examples
     temperature: float = 1.0
     sft_steps: int = 60               # per iteration (``epochs`` set: derived from the examples instead)
     epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
@@ -81,6 +97,7 @@ class SelfImproveConfig:
     weight_decay: float = 0.01
     max_length: int = 320
     eval_problems_per_level: int = 25
+    eval_split: str = "test"          # the held-out measurement's split (train: for choosing settings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
 
     def __post_init__(self) -> None:
@@ -90,6 +107,12 @@ class SelfImproveConfig:
             raise ValueError(f"restart must be 'continue' or 'base', got {self.restart!r}")
         if self.epochs is not None and self.epochs <= 0:
             raise ValueError(f"epochs must be > 0, got {self.epochs}")
+        if not 0 < self.curriculum_threshold <= 1:
+            raise ValueError(f"curriculum_threshold must be in (0, 1], got {self.curriculum_threshold}")
+        if self.curriculum_window is not None and self.curriculum_window < 1:
+            raise ValueError(f"curriculum_window must be >= 1 or null, got {self.curriculum_window}")
+        if self.eval_split not in ("test", "train"):
+            raise ValueError(f"eval_split must be 'test' or 'train', got {self.eval_split!r}")
 
     @property
     def budget(self) -> int:
@@ -104,6 +127,19 @@ class PassRates:
 
     def __getitem__(self, level: int) -> float:
         return self.rates.get(str(level), 0.5)
+
+    def seen(self, level: int) -> bool:
+        return str(level) in self.rates
+
+    def frontier(self, levels: Sequence[int], start: int, threshold: float) -> int:
+        """The highest level, from ``start`` up, such that it and every level below it down to ``start`` have
+        reached ``threshold`` (``start`` itself counts as reached)."""
+        frontier = start
+        for level in sorted(lv for lv in levels if lv > start):
+            if not (self.seen(level) and self[level] >= threshold):
+                break
+            frontier = level
+        return frontier
 
     def update(self, records: Sequence[EpisodeRecord]) -> None:
         by_level: dict[str, list[bool]] = defaultdict(list)
@@ -144,7 +180,7 @@ class SelfImprover:
         self.out_dir = Path(out_dir)
         self.rates = PassRates()
         self.history: list[IterationSummary] = []
-        self.kept: list[tuple[Problem, tuple[str, ...]]] = []  # every iteration's solutions (restart="base")
+        self.kept: list[dict[str, Any]] = []  # every iteration's SFT rows (restart="base")
         self._base: dict[str, Any] | None = None  # the starting weights (restart="base")
 
     # -- the loop ------------------------------------------------------------------------------------------------
@@ -199,22 +235,24 @@ class SelfImprover:
                 restarts += self.runner.last_restarts
         generations = len(drawn) + sum(max(0, len(r.generations) - 1) for r in refined)
 
-        # 4. keep verified-correct, distinct solutions
+        # 4. keep verified-correct, distinct solutions (and, from refinements, refinement examples)
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        refines: dict[tuple[str, tuple[str, ...]], EpisodeRecord] = {}
         for r in drawn:
             if r.first_correct:
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
         for r in refined:
             if r.correct:
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
+                refines.setdefault((r.problem.metadata["replica_of"], tuple(r.steps)), r)
         by_id = {p.id: p for p in problems}
-        examples = [(by_id[pid], steps) for pid in sorted(solutions) for steps in sorted(solutions[pid])]
-        atomic_write_jsonl(self.out_dir / f"iter_{i}" / "kept.jsonl",
-                           [{"id": p.id, "question": p.question, "answer": p.answer, "steps": list(steps)}
-                            for p, steps in examples])
+        rows = [self._row(by_id[pid], steps) for pid in sorted(solutions) for steps in sorted(solutions[pid])]
+        if c.refine_examples:
+            rows += [self._refine_row(by_id[pid], r) for (pid, _), r in sorted(refines.items(), key=lambda kv: kv[0])]
+        atomic_write_jsonl(self.out_dir / f"iter_{i}" / "kept.jsonl", rows)
 
         # 5. fine-tune and ship the weights
-        self._train(examples, i)
+        self._train(rows, i)
 
         # 6. measure and save
         self.rates.update(drawn)
@@ -225,7 +263,10 @@ class SelfImprover:
             "tokens": sum(len(g.completion_ids) for r in drawn + refined for g in r.generations),
             "restarts": restarts,
             "extra": {
-                "samples": len(drawn), "refinements": len(refined), "kept": len(examples),
+                "samples": len(drawn), "refinements": len(refined),
+                "kept": sum(row["kind"] == "solve" for row in rows),
+                "refine_examples": sum(row["kind"] == "refine" for row in rows),
+                "levels": sorted({p.difficulty for p in problems}),
                 "exploration_before_refinement": round(
                     len({r.problem.metadata["replica_of"] for r in drawn if r.first_correct}) / len(problems), 4),
                 "allocation_by_level": _by_level(problems, counts),
@@ -237,20 +278,43 @@ class SelfImprover:
     # -- helpers -------------------------------------------------------------------------------------------------
 
     def _problems(self, i: int) -> list[Problem]:
-        return problems_for(self.problems, "self_improve", self.seed, "train", size=self.config.problems_per_iteration,
-                            iteration=i)
+        c = self.config
+        if not c.curriculum:
+            return problems_for(self.problems, "self_improve", self.seed, "train", size=c.problems_per_iteration,
+                                iteration=i)
+        levels = self.problems.levels
+        start = levels[0] if c.curriculum_start is None else c.curriculum_start
+        frontier = self.rates.frontier(levels, start, c.curriculum_threshold)
+        lowest = levels[0] if c.curriculum_window is None else frontier + 2 - c.curriculum_window
+        chosen = [lv for lv in levels if lowest <= lv <= frontier + 1] or [levels[-1]]
+        per_level = -(-c.problems_per_iteration // len(chosen))
+        drawn = problems_for(self.problems, "self_improve", self.seed, "train", size=per_level, levels=chosen,
+                             iteration=i)
+        return random.Random(self.seed * 1000 + i).sample(drawn, min(len(drawn), c.problems_per_iteration))
 
-    def _train(self, examples: list[tuple[Problem, tuple[str, ...]]], i: int) -> None:
-        """Fine-tune on this iteration's solutions, or (``restart="base"``) retrain the starting weights on every
-        solution kept so far; a LoRA adapter is merged back into the weights the rollouts use."""
-        c, template = self.config, self.actor.template
+    def _row(self, problem: Problem, steps: Sequence[str]) -> dict[str, Any]:
+        t = self.actor.template
+        return {"id": problem.id, "kind": "solve", "prompt": t.prompt(problem.question),
+                "completion": t.completion(list(steps)), "steps": list(steps)}
+
+    def _refine_row(self, problem: Problem, record: EpisodeRecord) -> dict[str, Any]:
+        """The refinement that reached the answer: the prompt it was given (critique and kept steps), its steps."""
+        attempt = next(a for a in reversed(record.attempts) if a.cut_at is not None)
+        prompt, completion = refinement_example(self.actor.template, problem.question, attempt, record.steps)
+        return {"id": problem.id, "kind": "refine", "prompt": prompt, "completion": completion,
+                "steps": list(record.steps)}
+
+    def _train(self, rows: list[dict[str, Any]], i: int) -> None:
+        """Fine-tune on this iteration's rows, or (``restart="base"``) retrain the starting weights on every row
+        kept so far; a LoRA adapter is merged back into the weights the rollouts use."""
+        c = self.config
         model, tokenizer = trainable(self.actor.backend)
+        self.kept += rows
+        if c.restart == "base" or c.accumulate:
+            rows = self.kept
         if c.restart == "base":
-            self.kept += examples
-            examples = self.kept
             model.load_state_dict(self._base)
-        rows = [{"prompt": template.prompt(p.question), "completion": template.completion(list(steps))}
-                for p, steps in examples]
+        rows = [{"prompt": r["prompt"], "completion": r["completion"]} for r in rows] + self._replay(i)
         if not rows:
             return
         rng = random.Random(self.seed * 1000 + i)
@@ -271,8 +335,19 @@ class SelfImprover:
         model.eval()
         self.runner.set_weights(model)
 
+    def _replay(self, i: int) -> list[dict[str, str]]:
+        """``replay`` reference examples from the actor's own warm-up recipe (its levels, its refinement share),
+        drawn afresh each iteration: the labelled data the warm-up had, kept in the mix against forgetting."""
+        if not self.config.replay:
+            return []
+        path = Path(str(getattr(self.actor.backend, "path", ""))) / "recipe.json"
+        if not path.exists():
+            raise ValueError(f"self_improve.replay needs the actor's warm-up recipe ({path} not found); set replay: 0")
+        recipe = ActorSFTConfig.from_dict(json.loads(path.read_text())["recipe"])
+        return build_actor_examples(replace(recipe, num_problems=self.config.replay, seed=recipe.seed + 7919 * i))
+
     def _measure(self, i: int, fields: dict[str, Any], started: float) -> IterationSummary:
-        heldout = problems_for(self.problems, "heldout", self.seed, "test",
+        heldout = problems_for(self.problems, "heldout", self.seed, self.config.eval_split,
                                size=self.config.eval_problems_per_level * len(self.problems.levels))
         greedy = replace(self.actor.sampling, temperature=0.0)
         records = self.runner.rollout(heldout, seed=self.seed, sampling=greedy, env={"max_refinements": 0})
@@ -311,10 +386,8 @@ class SelfImprover:
         self.runner.set_weights(model)
         self.rates = PassRates(state["rates"])
         self.history = [IterationSummary.from_dict(h) for h in state["history"]]
-        if self.config.restart == "base":  # every solution kept so far, for the next retraining
-            self.kept = [(Problem(id=r["id"], question=r["question"], answer=r["answer"]), tuple(r["steps"]))
-                         for n, _ in done for r in map(json.loads, (self.out_dir / f"iter_{n}" / "kept.jsonl")
-                                                       .read_text().splitlines())]
+        if self.config.restart == "base" or self.config.accumulate:  # every row kept so far, for the next fine-tune
+            self.kept = [row for n, _ in done for _, row in read_jsonl(self.out_dir / f"iter_{n}" / "kept.jsonl")]
         return last
 
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from agents.prompts import PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
+from core.episode import Attempt
 from critics.oracle import OracleCritic
 from envs.math_env import feedback_summary
 from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
 from storage import atomic_directory
 
-__all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "train_tiny_actor", "sft_train"]
+__all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "refinement_example", "train_tiny_actor",
+           "sft_train"]
 
 
 @dataclass
@@ -68,6 +71,15 @@ class ActorSFTConfig:
         return cls(model=model, **d)
 
 
+def refinement_example(template: Any, question: str, attempt: Attempt, steps: Sequence[str]) -> tuple[str, str]:
+    """(prompt, completion) teaching a refinement: the prompt the actor is given after ``attempt`` was cut back
+    (the critique's feedback, the first ``cut_at`` lines of ``steps``) and, as the target, the rest of ``steps``."""
+    kept = list(steps)[: attempt.cut_at]
+    header = template.header(question, feedback_summary(attempt.critique), previous=attempt.steps,
+                             critique=attempt.critique)
+    return header + template.solution_lines(kept), template.completion(list(steps)[len(kept):])
+
+
 def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
     template = PromptTemplate(number_format=config.number_format)
     problems = SyntheticArithmetic(size=config.num_problems, min_steps=config.min_steps, max_steps=config.max_steps,
@@ -81,12 +93,9 @@ def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
             k = rng.randint(1, problem.difficulty)
             bad = corrupt_solution(problem, k, rng.choice(ERROR_KINDS), rng)
             critique = oracle.critique(problem, bad.steps)
-            first = critique.first_error_step or k
-            kept = list(problem.steps[: first - 1])
-            examples.append({
-                "prompt": template.prompt(problem.question, kept, feedback_summary(critique)),
-                "completion": template.completion(problem.steps[first - 1:]),
-            })
+            cut = Attempt(list(bad.steps), critique, (critique.first_error_step or k) - 1)
+            prompt, completion = refinement_example(template, problem.question, cut, problem.steps)
+            examples.append({"prompt": prompt, "completion": completion})
         else:
             examples.append({"prompt": template.prompt(problem.question), "completion": template.completion(problem.steps)})
     return examples

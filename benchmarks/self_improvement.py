@@ -1,0 +1,138 @@
+"""Training-time supervision in the tiny world: RFT vs critique-in-the-loop (vs GRPO) at equal generation budget.
+
+Runs the ``self_improve`` stage -- the same code and config as ``python train.py`` -- once per (samples per
+problem N, seed), each in its own run folder (a finished run is read back, so an interrupted benchmark
+continues), and tabulates held-out greedy accuracy after the last iteration by level band against the starting
+actor's: the warm-up's own levels, the levels above them, and the hardest two; plus exploration (share of
+training problems with a verified solution), diversity (distinct verified solutions per problem) and the
+generations spent. Everything not given on the command line is the config's (``configs/config.yaml``); ``--set``
+adds overrides to every run.
+
+    python benchmarks/self_improvement.py --samples 4 --seeds 0 1          # benchmarks/results/self_improvement.{json,md}
+    python benchmarks/self_improvement.py --samples 2 4 8 --seeds 0 --algorithms rft critique grpo
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline import load_config, run_stages  # noqa: E402
+from storage import atomic_write_json, atomic_write_text  # noqa: E402
+
+
+def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Path) -> dict:
+    folder = out / f"N{n}-seed{seed}"
+    overrides = ["stages=[self_improve]", f"run_dir={folder}", f"seed={seed}", "critic.model=checkpoints/tiny-critic",
+                 f"self_improve.samples_per_problem={n}", f"self_improve.algorithms=[{','.join(algorithms)}]",
+                 "tracking.mode=disabled", "resume=true", *extra]
+    results = folder / "results" / "self_improve.json"
+    cached = json.loads(results.read_text()) if results.exists() else None
+    if cached is None or cached.get("benchmark_overrides") != overrides:
+        started = time.perf_counter()
+        run_stages(load_config(overrides + ["rerun=[self_improve]"]))
+        cached = json.loads(results.read_text())
+        cached["benchmark_overrides"], cached["seconds"] = overrides, round(time.perf_counter() - started, 1)
+        atomic_write_json(results, cached)
+    return cached
+
+
+def band(by_level: dict[str, float], levels: list[int]) -> float:
+    values = [by_level[str(lv)] for lv in levels if str(lv) in by_level]
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarise(history: list[dict], bands: dict[str, list[int]]) -> dict:
+    start, last = history[0]["heldout"], history[-1]["heldout"]
+    out = {"overall": last["overall"], "start_overall": start["overall"],
+           "exploration": statistics.mean(h["exploration"] for h in history[1:]),
+           "diversity": statistics.mean(h["diversity"] for h in history[1:]),
+           "generations": sum(h["generations"] for h in history[1:]),
+           "worst_level_change": min(last["by_difficulty"][lv] - start["by_difficulty"][lv] for lv in start["by_difficulty"]),
+           "by_difficulty": last["by_difficulty"], "start_by_difficulty": start["by_difficulty"],
+           "iterations": [{"iteration": h["iteration"], "overall": h["heldout"]["overall"],
+                           "by_difficulty": h["heldout"]["by_difficulty"], "exploration": h.get("exploration"),
+                           "diversity": h.get("diversity")} for h in history]}
+    for name, levels in bands.items():
+        out[name], out[f"start_{name}"] = band(last["by_difficulty"], levels), band(start["by_difficulty"], levels)
+    return out
+
+
+def fmt(values: list[float]) -> str:
+    """A mean, with the half-range over seeds when there are several."""
+    if len(values) == 1:
+        return f"{values[0]:.3f}"
+    return f"{statistics.mean(values):.3f} ± {(max(values) - min(values)) / 2:.3f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--samples", type=int, nargs="+", default=[4], help="N: samples per problem (the budget)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--algorithms", nargs="+", default=["rft", "critique"])
+    parser.add_argument("--warmup-levels", default="1-4", help="the starting actor's reference levels, lo-hi")
+    parser.add_argument("--set", nargs="*", default=[], help="more config overrides for every run (key=value)")
+    parser.add_argument("--out", default=str(ROOT / "runs" / "bench_self_improvement"), help="the runs' folder")
+    parser.add_argument("--results", default=str(ROOT / "benchmarks" / "results"), help="where the table goes")
+    parser.add_argument("--name", default="self_improvement", help="the results files' name")
+    args = parser.parse_args(argv)
+    lo, hi = map(int, args.warmup_levels.split("-"))
+    cfg = load_config(args.set)
+    levels = cfg.problems.levels
+    bands = {"warmup_levels": [lv for lv in levels if lo <= lv <= hi], "above": [lv for lv in levels if lv > hi],
+             "hardest": levels[-2:]}
+    runs = {(n, seed): run_one(n, seed, args.algorithms, args.set, Path(args.out)) for n in args.samples for seed in args.seeds}
+    summary = {f"N={n} seed={seed}": {alg: summarise(r["metrics"]["history"][alg], bands) for alg in args.algorithms}
+               for (n, seed), r in runs.items()}
+
+    head = ["N", "algorithm", "seeds", f"levels {lo}-{hi}", f"levels {bands['above'][0]}-{bands['above'][-1]}",
+            f"levels {bands['hardest'][0]}-{bands['hardest'][-1]}", "overall", "worst level change", "exploration",
+            "diversity", "generations"]
+    table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for n in args.samples:
+        start = [summary[f"N={n} seed={seed}"][args.algorithms[0]] for seed in args.seeds]
+        table.append(f"| {n} | starting actor | {len(args.seeds)} | " + " | ".join(
+            fmt([s[f"start_{b}"] for s in start]) for b in ("warmup_levels", "above", "hardest"))
+            + f" | {fmt([s['start_overall'] for s in start])} | | | | |")
+        for alg in args.algorithms:
+            rows = [summary[f"N={n} seed={seed}"][alg] for seed in args.seeds]
+            cells = [fmt([r[b] for r in rows]) for b in ("warmup_levels", "above", "hardest")]
+            cells += [fmt([r["overall"] for r in rows]), fmt([r["worst_level_change"] for r in rows]),
+                      fmt([r["exploration"] for r in rows]), fmt([r["diversity"] for r in rows]),
+                      str(rows[0]["generations"])]
+            table.append(f"| {n} | {alg} | {len(args.seeds)} | " + " | ".join(cells) + " |")
+
+    per_level = ["| N | algorithm | seed | iteration | " + " | ".join(map(str, levels)) + " | overall |",
+                 "|" + "---|" * (len(levels) + 5)]
+    for key, algs in summary.items():
+        n, seed = (part.split("=")[1] for part in key.split())
+        for alg, s in algs.items():
+            for it in s["iterations"]:
+                per_level.append(f"| {n} | {alg} | {seed} | {it['iteration']} | "
+                                 + " | ".join(f"{it['by_difficulty'].get(str(lv), float('nan')):.2f}" for lv in levels)
+                                 + f" | {it['overall']:.3f} |")
+    si = cfg.self_improve
+    command = f"python benchmarks/self_improvement.py {' '.join(argv if argv is not None else sys.argv[1:])}".strip()
+    md = "\n".join([
+        f"**Self-improvement at equal generation budget: held-out greedy accuracy after {si.iterations} iterations "
+        f"({si.eval_problems_per_level} {si.eval_split}-split problems per level; ± half the range over seeds)**", "",
+        *table, "", "**By level and iteration**", "", *per_level, "",
+        "Wall time: " + ", ".join(f"N={n} seed={seed} {r.get('seconds', '?')} s" for (n, seed), r in runs.items()),
+        "", f"Command: `{command}`"])
+    out = Path(args.results)
+    atomic_write_json(out / f"{args.name}.json", {"args": vars(args), "bands": bands, "summary": summary,
+                                                  "overrides": {f"N={n} seed={s}": r["benchmark_overrides"]
+                                                                for (n, s), r in runs.items()}})
+    atomic_write_text(out / f"{args.name}.md", md + "\n")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
