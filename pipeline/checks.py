@@ -63,4 +63,7 @@ def check_config(cfg: RunConfig) -> list[str]:
         errors += _names("self_improve.critic", [s.critic], CRITICS)
         if s.actor and not Path(repo_path(s.actor)).exists():
             errors.append(f"self_improve.actor: no checkpoint at {s.actor!r}")
+        if s.actor and cfg.actor.model:
+            errors.append(f"self_improve.actor={s.actor!r} would start self-improvement from another model than "
+                          f"actor.model={cfg.actor.model!r}: add self_improve=plain (or self_improve.actor=null)")
     return errors

@@ -15,7 +15,10 @@ CRITIC_CHOICES = "model, model_checks, model_likelihood, none, oracle, random, s
 def test_groups_are_swappable_by_one_word():
     cfg = load_config(["critic=none", "problems=gsm8k"])
     assert cfg.critic.name == "none" and cfg.problems.name == "gsm8k"
-    assert {"critic", "problems", "env"} <= set(config_groups())
+    assert {"critic", "problems", "env", "self_improve"} <= set(config_groups())
+    default, plain = load_config([]).self_improve, load_config(["self_improve=plain", "self_improve.iterations=5"]).self_improve
+    assert default.actor == "checkpoints/tiny-actor-easy" and default.curriculum and default.replay > 0
+    assert plain.actor is None and not plain.curriculum and plain.replay == 0 and plain.iterations == 5
 
 
 def test_unknown_choice_lists_valid_ones():
@@ -98,6 +101,10 @@ def test_train_py_runs_the_default_stages(tmp_path):
         "none", "self", "model", "model_likelihood", "oracle"}
     history = json.loads((run_dir / "results" / "self_improve.json").read_text())["metrics"]["history"]
     assert set(history) == {"critique", "rft"} and all(len(h) == 2 for h in history.values())
+    # the default experiment: the easy-levels actor, a curriculum to level 5, warm-up replay in every fine-tune
+    assert all(h[1]["levels"] == [4, 5] for h in history.values())
+    recipe = json.loads((run_dir / "self_improve" / "rft" / "iter_1" / "model" / "recipe.json").read_text())
+    assert recipe["examples"] == history["rft"][1]["kept"] + 512
 
 
 def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):

@@ -103,6 +103,7 @@ class GRPOBaseline(SelfImprover):
             if r.correct:
                 seen[r.problem.metadata["replica_of"]].add(tuple(r.steps))
         episodes = self._episodes
+        self.rates.update(episodes)  # the curriculum's frontier, as for the other algorithms
         summary = self._measure(i, {
             "problems": len(problems), "generations": len(episodes), "budget": c.budget,
             "exploration": round(sum(bool(v) for v in seen.values()) / len(problems), 4),
