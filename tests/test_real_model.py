@@ -58,9 +58,9 @@ def built_sources(monkeypatch):
     return seen
 
 
-# GSM8K: the paper's two algorithms, and the annotator behind a real OpenAI-compatible server on 127.0.0.1;
+# GSM8K: critique-in-the-loop (RFT is its subset), the annotator behind an OpenAI-compatible server on 127.0.0.1;
 # MATH-500: GRPO (TRL) on the real model, and the annotator in-process
-PER_SOURCE = {"gsm8k": ["self_improve.algorithms=[critique,rft]",
+PER_SOURCE = {"gsm8k": ["self_improve.algorithms=[critique]",
                         f"eval_critic.processbench={FIXTURES / 'processbench_fixture.jsonl'}"],
               "math": ["self_improve.algorithms=[grpo]", "self_improve.samples_per_problem=2",
                        "self_improve.grpo.max_completion_length=32", "test_time.critics=[none,model]"]}
