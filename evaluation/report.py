@@ -100,6 +100,9 @@ def test_time_tables(metrics: dict, labels: dict[str, str], ks: list[int], round
             if r == 0 and name != "none":
                 continue
             rows[label] = m["by_round"][f"R={r}"]
+        if name != "none" and rounds > 0 and "keep_first" in m:
+            rows[f"{labels[name]}, {rounds} round(s), first attempt kept unless a refinement is accepted"] = \
+                m["keep_first"]["by_round"][f"R={rounds}"]
     refine_md = format_table(rows, levels, title="Critique -> refine: accuracy by difficulty (greedy actor; "
                                                  f"refinements at temperature {metrics['refine_temperature']:g})")
     fix_lines = ["| critic | " + " | ".join(f"fixed / broken, round {r}" for r in range(1, rounds + 1)) + " |",

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.episode import EpisodeRecord
 from evaluation.voting import Sample, choose
 
-__all__ = ["RoundOutcome", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched"]
+__all__ = ["RoundOutcome", "keep_first", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched"]
 
 
 @dataclass(frozen=True)
@@ -49,33 +49,49 @@ def rounds_of(record: EpisodeRecord, max_rounds: int) -> list[RoundOutcome]:
     return outcomes
 
 
+def keep_first(rounds: Sequence[RoundOutcome]) -> list[RoundOutcome]:
+    """The same rounds under the rule "answer with the first attempt unless the critic accepted a refinement":
+    a refinement the critic also rejects does not replace the original (tokens stay as spent)."""
+    return [o if r == 0 or o.accepted else replace(rounds[0], tokens=o.tokens, scored_tokens=o.scored_tokens)
+            for r, o in enumerate(rounds)]
+
+
 def refinement_summary(records: Sequence[EpisodeRecord], max_rounds: int) -> dict[str, Any]:
-    """Accuracy by difficulty after each round, and how often a round fixed a wrong answer or broke a right one."""
+    """Accuracy by difficulty after each round, and how often a round fixed a wrong answer or broke a right one;
+    ``keep_first`` is the same under :func:`keep_first`'s rule."""
     by_level: dict[str, list[list[bool]]] = defaultdict(list)
+    kept_by_level: dict[str, list[list[bool]]] = defaultdict(list)
     fixes = [0] * (max_rounds + 1)
     breaks = [0] * (max_rounds + 1)
     tokens = [0] * (max_rounds + 1)
     for record in records:
         rounds = rounds_of(record, max_rounds)
         by_level[str(record.problem.difficulty)].append([o.correct for o in rounds])
+        kept_by_level[str(record.problem.difficulty)].append([o.correct for o in keep_first(rounds)])
         for r in range(1, max_rounds + 1):
             fixes[r] += (not rounds[r - 1].correct) and rounds[r].correct
             breaks[r] += rounds[r - 1].correct and not rounds[r].correct
         for r in range(max_rounds + 1):
             tokens[r] += rounds[r].tokens
     n = len(records)
-    table = {f"R={r}": {level: _acc([v[r] for v in values]) for level, values in sorted(by_level.items(),
-                                                                                        key=lambda kv: int(kv[0]))}
-             for r in range(max_rounds + 1)}
-    overall = {f"R={r}": _acc([v[r] for values in by_level.values() for v in values]) for r in range(max_rounds + 1)}
+    table, overall = _by_round(by_level, max_rounds)
+    kept_table, kept_overall = _by_round(kept_by_level, max_rounds)
     return {
         "by_round": table,
         "overall": overall,
+        "keep_first": {"by_round": kept_table, "overall": kept_overall},
         "fixed": {f"R={r}": fixes[r] for r in range(1, max_rounds + 1)},
         "broken": {f"R={r}": breaks[r] for r in range(1, max_rounds + 1)},
         "mean_tokens": {f"R={r}": round(tokens[r] / n, 1) if n else None for r in range(max_rounds + 1)},
         "episodes": n,
     }
+
+
+def _by_round(by_level: dict[str, list[list[bool]]], max_rounds: int) -> tuple[dict, dict]:
+    levels = sorted(by_level.items(), key=lambda kv: int(kv[0]))
+    table = {f"R={r}": {level: _acc([v[r] for v in values]) for level, values in levels} for r in range(max_rounds + 1)}
+    overall = {f"R={r}": _acc([v[r] for _, values in levels for v in values]) for r in range(max_rounds + 1)}
+    return table, overall
 
 
 def _acc(values: Sequence[bool]) -> dict[str, Any]:

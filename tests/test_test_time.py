@@ -11,6 +11,7 @@ from critics import Critique, OracleCritic
 from envs import SyntheticArithmetic, corrupt_solution
 from evaluation.test_time import (
     budget_matched,
+    keep_first,
     refinement_summary,
     rounds_of,
     samples_of,
@@ -61,6 +62,21 @@ def test_fix_and_break_accounting():
     gated = record(p, [(wrong(p), scored), (p.steps, PASS)])
     assert [(o.tokens, o.scored_tokens) for o in rounds_of(gated, 2)] == [(14, 9), (24, 9), (24, 9)]
     assert samples_of([gated], 1, rounds=1)[p.id][0].scored_tokens == 9
+
+
+def test_keep_first_answers_with_the_original_unless_the_critic_accepts_a_refinement():
+    p = PROBLEMS[0]
+    fixed = record(p, [(wrong(p), FLAG), (p.steps, PASS)])
+    false_alarm = record(p, [(p.steps, FLAG), (wrong(p), FLAG)])  # right, flagged, "refined" into a wrong one
+    accepted_break = record(p, [(p.steps, FLAG), (wrong(p), PASS)])
+    kept = keep_first(rounds_of(false_alarm, 2))
+    assert [o.correct for o in rounds_of(false_alarm, 2)] == [True, False, False]
+    assert [o.correct for o in kept] == [True, True, True] and [o.tokens for o in kept] == [10, 20, 20]
+    assert [o.correct for o in keep_first(rounds_of(fixed, 2))] == [False, True, True]
+    assert [o.correct for o in keep_first(rounds_of(accepted_break, 1))] == [True, False]  # the critic's call
+    s = refinement_summary([fixed, false_alarm, accepted_break], max_rounds=1)
+    assert s["overall"]["R=1"]["correct"] == 1 and s["keep_first"]["overall"]["R=1"]["correct"] == 2
+    assert s["keep_first"]["overall"]["R=0"] == s["overall"]["R=0"]
 
 
 def test_samples_from_replicated_problems_and_curves():
@@ -131,6 +147,7 @@ def test_eval_test_time_stage_writes_tables_plots_and_wandb(tmp_path):
     assert set(result["metrics"]["refine"]) == {"none", "oracle"}
     assert set(result["metrics"]["scaling"]["oracle"]) == {"critic_filtered_majority", "best_of_k", "refine_then_majority"}
     assert (tmp_path / "results" / "accuracy_vs_k.png").stat().st_size > 1000
-    assert "Critique -> refine" in (tmp_path / "results" / "eval_test_time.md").read_text()
+    md = (tmp_path / "results" / "eval_test_time.md").read_text()
+    assert "Critique -> refine" in md and "1 round(s), first attempt kept unless a refinement is accepted" in md
     runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(runs) == 1 and list((runs[0] / "files" / "media" / "table").rglob("*.table.json"))
