@@ -180,7 +180,7 @@ class SelfImprover:
         self.out_dir = Path(out_dir)
         self.rates = PassRates()
         self.history: list[IterationSummary] = []
-        self.kept: list[dict[str, Any]] = []  # every iteration's SFT rows (restart="base")
+        self.kept: list[dict[str, Any]] = []  # every SFT row kept so far (restart="base" and accumulate train on them)
         self._base: dict[str, Any] | None = None  # the starting weights (restart="base")
 
     # -- the loop ------------------------------------------------------------------------------------------------
