@@ -16,6 +16,12 @@ step. Without rounds left, the solution stands as written.
 End: ``terminated`` once an answer line is accepted (the critic finds no error, or no rounds are left);
 ``truncated`` when ``max_turns`` actions pass without one.
 
+Self-talk (``action_format="self_talk"``, whole solutions only): the action is a transcript in which the model
+checks its own steps and fixes the ones it flags (``critics/self_talk.py``). It is parsed back into the solution
+it stands for (the steps with their fixes) for the verifier, and the record keeps the steps as written with the
+model's own checks as the attempt's critique, like any critic's; no outside critic is asked. What is malformed in
+a transcript is recorded in ``action_errors``, never raised.
+
 An action longer than ``max_action_chars`` (the action space's length) is kept whole and the record says so:
 cutting it could leave a cut number for the verifier to score.
 
@@ -40,6 +46,8 @@ from core.problem import ProblemSource
 from core.protocols import Critic
 from core.verification import VerificationResult
 from critics.base import NullCritic
+from critics.self_talk import SelfTalk
+from critics.self_talk import parse as parse_self_talk
 from envs.synthetic import SyntheticArithmetic
 from rewards.answer import is_answer_line, solution_lines, until_answer
 from rewards.verifier import verify_response
@@ -74,6 +82,7 @@ class EnvConfig:
     """Settings of :class:`MathReasoningEnv` (see the module docstring for what each does)."""
 
     action_unit: str = "solution"  # "solution" | "step"
+    action_format: str = "plain"   # "plain" | "self_talk" (a transcript with the model's own checks and fixes)
     critique_timing: str = "final"  # "step" | "final"
     max_turns: int = 32
     max_refinements: int = 2
@@ -88,6 +97,10 @@ class EnvConfig:
     def __post_init__(self) -> None:
         if self.action_unit not in ("step", "solution"):
             raise ValueError(f"action_unit must be 'step' or 'solution', got {self.action_unit!r}")
+        if self.action_format not in ("plain", "self_talk"):
+            raise ValueError(f"action_format must be 'plain' or 'self_talk', got {self.action_format!r}")
+        if self.action_format == "self_talk" and self.action_unit != "solution":
+            raise ValueError("action_format='self_talk' needs action_unit='solution' (a transcript is one action)")
         if self.critique_timing not in ("step", "final"):
             raise ValueError(f"critique_timing must be 'step' or 'final', got {self.critique_timing!r}")
         for name in ("max_turns", "max_action_chars", "max_problem_chars", "max_feedback_chars"):
@@ -149,6 +162,7 @@ class MathReasoningEnv(gym.Env):
         self.record: EpisodeRecord | None = None
         self._feedback = ""
         self._pending: PendingStep | None = None
+        self._talk: SelfTalk | None = None
 
     # -- gymnasium API ---------------------------------------------------------------------------------------
 
@@ -164,6 +178,7 @@ class MathReasoningEnv(gym.Env):
         self.record = EpisodeRecord(problem=problem)
         self._feedback = ""
         self._pending = None
+        self._talk = None
         return self._observation(), self._info()
 
     def step(self, action: Any):
@@ -189,7 +204,7 @@ class MathReasoningEnv(gym.Env):
         record.steps.extend(lines)
         # a whole-solution action is the actor's final word, even without an answer line (or empty)
         answered = c.action_unit == "solution" or (bool(record.steps) and is_answer_line(record.steps[-1]))
-        needs = bool(lines) and (answered or c.critique_timing == "step")
+        needs = bool(lines) and (answered or c.critique_timing == "step") and self._talk is None
         self._pending = PendingStep(tuple(record.steps), needs, answered, error, over_long)
         return self._pending
 
@@ -205,7 +220,10 @@ class MathReasoningEnv(gym.Env):
         answered, refined = pending.answered, False
         # a finished solution is verified once, here: the attempt keeps the result, and so does the record
         verification = verify_response("\n".join(pending.steps), record.problem.answer) if answered else None
-        if pending.needs_critique:
+        if self._talk is not None:  # the transcript's own checks are the attempt's critique
+            record.attempts.append(Attempt(self._talk.written, self._talk.critique(), None, verification))
+            critique = record.attempts[-1].critique
+        elif pending.needs_critique:
             refined = self._apply_critique(critique, verification)
             self._feedback = feedback_summary(critique) if refined else ""
             if refined:
@@ -249,6 +267,9 @@ class MathReasoningEnv(gym.Env):
         if not isinstance(action, str):
             return [], f"action is {type(action).__name__}, not text", False
         over = len(action) > self.config.action_chars  # kept whole: a cut line could end in a cut number
+        if self.config.action_format == "self_talk":
+            self._talk = parse_self_talk(action)
+            return self._talk.steps, "; ".join(f"self-talk: {p}" for p in self._talk.problems) or None, over
         lines = solution_lines(action)
         if not lines:
             return [], "empty action", over

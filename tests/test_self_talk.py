@@ -67,3 +67,31 @@ def test_transcripts_from_critique_data_parse_back_to_the_corrected_solution():
         corrected_transcript(p.steps, oracle.critique(p, p.steps), p.steps)
     with pytest.raises(ValueError, match="ends with its answer line"):
         correct_transcript(p.steps[:-1])
+
+
+def test_the_environment_reads_a_transcript_into_the_solution_and_keeps_the_self_critique():
+    from gymnasium.utils.env_checker import check_env
+
+    from core.problem import ListProblemSource
+    from envs import EnvConfig, MathReasoningEnv
+
+    p, oracle = PROBLEMS[3], OracleCritic()
+    bad = corrupt_solution(p, 1, "calculation", random.Random(1)).steps
+    transcript = "\n".join(corrected_transcript(bad, oracle.critique(p, bad), p.steps))
+    env = MathReasoningEnv(ListProblemSource([p]), critic=oracle, config=EnvConfig(action_format="self_talk"))
+    check_env(env, skip_render_check=True)
+    env.reset(options={"index": 0})
+    _, reward, terminated, _, info = env.step(transcript)
+    record = info["record"]
+    assert terminated and reward == 1.0 and record.steps == list(p.steps) and not record.action_errors
+    [attempt] = record.attempts
+    assert attempt.steps[0] == bad[0] and attempt.critique.first_error_step == 1 and attempt.critique.extras["self_talk"]
+    assert record.refinement_rounds == 0  # no outside critic was asked: the transcript carried its own checks
+    # a malformed transcript is recorded, scored on what it stands for (the verifier's rules), never raised
+    env.reset(options={"index": 0})
+    _, _, terminated, _, info = env.step("Check: 1+1=2 correct\n" + "\n".join(p.steps[:-1]))
+    assert terminated and info["record"].steps == list(p.steps[:-1])
+    assert info["record"].action_errors[0].startswith("self-talk: line 1: a check")
+    assert "truncated: no answer line" in info["record"].action_errors[0]
+    with pytest.raises(ValueError, match="needs action_unit='solution'"):
+        EnvConfig(action_format="self_talk", action_unit="step")
