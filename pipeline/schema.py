@@ -21,6 +21,7 @@ from envs.registry import ProblemsConfig
 from rollout.ray_pool import RayConfig
 from trainers.critic_sft import CriticSFTConfig, HFCriticSFTConfig
 from trainers.self_improve import SelfImproveConfig
+from trainers.self_talk import SelfTalkConfig
 from trainers.sft import ActorSFTConfig
 
 __all__ = ["RunConfig", "register_schema"]
@@ -140,7 +141,7 @@ class RunConfig:
     run_dir: str = "runs/default"
     stages: list[str] = field(default_factory=lambda: ["warmup", "env_check", "demo", "eval_actor", "critique_data",
                                                        "critic_training", "eval_critic", "eval_test_time",
-                                                       "self_improve"])
+                                                       "self_improve", "self_talk"])
     rerun: list[str] = field(default_factory=list)
     resume: bool = False
     problems: ProblemsConfig = field(default_factory=ProblemsConfig)
@@ -157,6 +158,7 @@ class RunConfig:
     test_time: EvalTestTimeConfig = field(default_factory=EvalTestTimeConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     self_improve: SelfImproveConfig = field(default_factory=SelfImproveConfig)
+    self_talk: SelfTalkConfig = field(default_factory=SelfTalkConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
 

@@ -29,6 +29,7 @@ from pipeline.context import Run
 from pipeline.critic_stages import calibrate_critic, critic_training, critique_data, eval_critic
 from pipeline.schema import ActorGroupConfig, DemoConfig, EnvCheckConfig, EvalConfig, RunConfig
 from pipeline.self_improve_stages import self_improve
+from pipeline.self_talk_stages import self_talk
 from pipeline.test_time_stages import eval_test_time
 from rollout.loop import RolloutStats, rollout
 from storage import atomic_write_json, read_json
@@ -174,6 +175,8 @@ STAGES: dict[str, Stage] = {
               "test-time supervision: critique -> refine, voting, scaling"),
         Stage("self_improve", self_improve, "self_improve", True,
               "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
+        Stage("self_talk", self_talk, "self_talk", False,
+              "self-talk: one model that checks and fixes its own steps, trained on the critique data"),
     )
 }
 

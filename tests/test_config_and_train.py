@@ -66,6 +66,7 @@ SMALL = [  # every default stage, on small sizes
     "test_time.ks=[1,2]", "test_time.max_rounds=1",
     "self_improve.iterations=1", "self_improve.problems_per_iteration=8", "self_improve.samples_per_problem=2",
     "self_improve.sft_steps=2", "self_improve.batch_size=4", "self_improve.eval_problems_per_level=1",
+    "self_talk.examples=32", "self_talk.train_steps=2", "self_talk.batch_size=4",
 ]
 
 
@@ -105,6 +106,11 @@ def test_train_py_runs_the_default_stages(tmp_path):
     assert all(h[1]["levels"] == [4, 5] for h in history.values())
     recipe = json.loads((run_dir / "self_improve" / "rft" / "iter_1" / "model" / "recipe.json").read_text())
     assert recipe["examples"] == history["rft"][1]["kept"] + 512
+    # self-talk: transcripts from the run's critique data, a trained model, its rows beside the test-time ones
+    talk = json.loads((run_dir / "results" / "self_talk.json").read_text())
+    assert talk["metrics"]["data"]["built"] == {"corrected": 16, "correct": 16} and talk["metrics"]["episodes"] == 4
+    assert "| actor alone (greedy) |" in talk["tables"]["accuracy"] and "checks" in talk["metrics"]
+    assert (run_dir / "self_talk" / "model" / "model.safetensors").exists()
 
 
 def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):

@@ -95,3 +95,35 @@ def test_the_environment_reads_a_transcript_into_the_solution_and_keeps_the_self
     assert "truncated: no answer line" in info["record"].action_errors[0]
     with pytest.raises(ValueError, match="needs action_unit='solution'"):
         EnvConfig(action_format="self_talk", action_unit="step")
+
+
+def _rows():
+    """Critique rows as critique_data writes them: right responses, flawed ones with the reference."""
+    oracle, rng, rows = OracleCritic(), random.Random(2), []
+    for p in PROBLEMS:
+        bad = corrupt_solution(p, rng.randint(1, p.difficulty), "calculation", rng).steps
+        for steps in (p.steps, bad):
+            c = oracle.critique(p, steps)
+            rows.append({"question": p.question, "steps": list(steps), "critique": c.render(),
+                         "is_correct": c.is_correct, "answer_correct": steps == p.steps, "reference": list(p.steps)})
+    return rows
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_the_correction_share_knob_sets_what_is_built(share):
+    from trainers.self_talk import SelfTalkConfig, build_transcripts
+
+    rows = _rows() + [{"question": "q", "steps": ["Step 1: 1+1=2"], "critique": "not a critique", "is_correct": True},
+                      {"question": "q", "steps": ["Step 1: 1+1=3", "Answer: 3"],
+                       "critique": "Step 1: 1+1=2 wrong\nFinal answer: wrong\nVerdict: wrong, first error at step 1",
+                       "is_correct": False, "reference": []}]
+    examples, stats = build_transcripts(rows, SelfTalkConfig(examples=40, correction_share=share))
+    assert len(examples) == 40 and stats["built"].get("corrected", 0) == round(40 * share)
+    assert stats["correction_share"] == share and stats["pools"] == {"correct": 20, "corrected": 20}
+    assert stats["dropped"] == {"unreadable critique": 1, "flawed, no corrected solution": 1}
+    for e in examples:
+        talk = parse("\n".join(e["lines"]))
+        assert talk.well_formed and talk.corrections == (e["kind"] == "corrected")
+    assert build_transcripts(rows, SelfTalkConfig(examples=40, correction_share=share))[0] == examples  # seeded
+    with pytest.raises(ValueError, match="correction_share"):
+        SelfTalkConfig(correction_share=1.5)
