@@ -37,12 +37,12 @@ def _critic_settings(run: Run) -> dict[str, CriticConfig]:
     return out
 
 
-def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], checkpoint: str | None) -> RolloutRunner:
+def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], checkpoint: str | None = None) -> RolloutRunner:
     r, a = run.cfg.ray, run.cfg.actor
     env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     if not r.enabled:
         return LocalRolloutRunner(actor, critics, env=env, batch_size=a.batch_size, seed=run.seed)
-    spec = WorkerSpec(checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
+    spec = WorkerSpec(checkpoint or run.actor_checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
                       run.seed)
     return RayRolloutPool(r, spec, local_actor=actor)
 

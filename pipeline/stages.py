@@ -175,7 +175,7 @@ STAGES: dict[str, Stage] = {
               "test-time supervision: critique -> refine, voting, scaling"),
         Stage("self_improve", self_improve, "self_improve", True,
               "training-time supervision: critique-in-the-loop vs RFT (vs GRPO)"),
-        Stage("self_talk", self_talk, "self_talk", False,
+        Stage("self_talk", self_talk, "self_talk", True,
               "self-talk: one model that checks and fixes its own steps, trained on the critique data"),
     )
 }

@@ -28,10 +28,15 @@ def _actor():
                  SamplingParams(max_new_tokens=160, seed=0))
 
 
+# the plain self-improvement (self_improve=plain), which these tests exercise part by part
+PLAIN = dict(actor=None, curriculum=False, curriculum_start=None, curriculum_threshold=0.5, curriculum_window=None,
+             accumulate=False, replay=0, learning_rate=5e-4)
+
+
 def _config(**kw):
     base = dict(critic="oracle", iterations=2, problems_per_iteration=8, samples_per_problem=2, sft_steps=2,
                 batch_size=4, eval_problems_per_level=1)
-    return SelfImproveConfig(**{**base, **kw})
+    return SelfImproveConfig(**{**PLAIN, **base, **kw})
 
 
 def _improver(config, actor, out, algorithm="critique", problems=PROBLEMS, runner=None, cls=SelfImprover):
@@ -208,7 +213,7 @@ def test_episode_reward_is_the_verified_answer_plus_the_critics_accepted_share()
 
 
 def _grpo_config():
-    return SelfImproveConfig(critic="oracle", iterations=1, problems_per_iteration=4, samples_per_problem=2,
+    return SelfImproveConfig(**PLAIN, critic="oracle", iterations=1, problems_per_iteration=4, samples_per_problem=2,
                              batch_size=4, eval_problems_per_level=1, grpo=GRPOSettings(max_completion_length=48))
 
 

@@ -70,18 +70,18 @@ class SelfImproveConfig:
 
     algorithms: list[str] = field(default_factory=lambda: ["critique", "rft"])  # names in trainers.registry
     critic: str = "model_likelihood"  # the critic in the loop (a name in critics.registry)
-    actor: str | None = None          # the checkpoint every algorithm starts from (null: the run's actor)
+    actor: str | None = "checkpoints/tiny-actor-easy"  # the checkpoint every algorithm starts from (null: the run's)
     iterations: int = 2
     problems_per_iteration: int = 128
     samples_per_problem: int = 4      # generation budget per iteration = problems_per_iteration * this
     refine_share: float = 0.25        # critique: the share of the budget kept for refinements
     difficulty_aware: bool = True     # critique: more samples and refinements for problems with low pass rates
-    curriculum: bool = False          # draw training problems from the levels up to the frontier + 1
-    curriculum_start: int | None = None  # the frontier before anything is measured (null: the lowest level)
-    curriculum_threshold: float = 0.5  # a level joins the frontier once its running pass rate reaches this
-    curriculum_window: int | None = None  # draw from this many levels ending at the frontier + 1 (null: all below)
-    accumulate: bool = False          # train on every row kept so far, not only this iteration's (restart=base: always)
-    replay: int = 0                   # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
+    curriculum: bool = True           # draw training problems from the levels up to the frontier + 1
+    curriculum_start: int | None = 4  # the frontier before anything is measured (null: the lowest level)
+    curriculum_threshold: float = 0.3  # a level joins the frontier once its running pass rate reaches this
+    curriculum_window: int | None = 2  # draw from this many levels ending at the frontier + 1 (null: all below)
+    accumulate: bool = True           # train on every row kept so far, not only this iteration's (restart=base: always)
+    replay: int = 512                 # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
     refine_examples: bool = True      # critique: verified refinements also become refinement examples
     temperature: float = 1.0
     sft_steps: int = 60               # per iteration (``epochs`` set: derived from the examples instead)
@@ -92,7 +92,7 @@ class SelfImproveConfig:
     lora_r: int = 16
     lora_alpha: int = 32
     batch_size: int = 32
-    learning_rate: float = 5e-4
+    learning_rate: float = 2e-4       # (self_improve=plain: 5e-4)
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     max_length: int = 320
