@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from core.critique import Critique, StepJudgement
 from rewards.answer import is_answer_line, solution_lines
@@ -120,9 +120,9 @@ def parse(text: str) -> SelfTalk:
             check, correct = line[m.end(): verdict.start()].strip(), verdict.group(1).lower() == "correct"
             last = turns[-1] if turns else None
             if last is not None and last.correct is None:
-                turns[-1] = Turn(last.step, check, correct)
+                turns[-1] = replace(last, check=check, correct=correct)
             elif last is not None and last.fix is not None and last.fix_correct is None:
-                turns[-1] = Turn(last.step, last.check, last.correct, last.fix, check, correct)
+                turns[-1] = replace(last, fix_check=check, fix_correct=correct)
             else:
                 problems.append(f"line {n}: a check with no step before it: {line[:80]!r}")
         elif m := _FIX_RE.match(line):
@@ -130,7 +130,7 @@ def parse(text: str) -> SelfTalk:
             if last is None or last.correct is not False or last.fix is not None:
                 problems.append(f"line {n}: a fix with no wrong check before it: {line[:80]!r}")
                 continue
-            turns[-1] = Turn(last.step, last.check, last.correct, line[m.end():].strip())
+            turns[-1] = replace(last, fix=line[m.end():].strip())
         elif is_answer_line(line):
             answer = line
             break

@@ -24,47 +24,45 @@ __all__ = ["self_talk_summary"]
 def self_talk_summary(records: Sequence[EpisodeRecord], judge: Critic | None = None) -> dict[str, Any]:
     n = len(records)
     malformed = [r for r in records if any(e.startswith("self-talk:") for e in r.action_errors)]
-    corrections = [_fixed_turns(r) for r in records]
+    turns = [_turns(r) for r in records]
     out: dict[str, Any] = {
         "accuracy": accuracy_by_difficulty(records),
         "episodes": n,
         "mean_tokens": round(sum(len(g.completion_ids) for r in records for g in r.generations) / n, 1) if n else None,
         "malformed": len(malformed),
         "malformed_examples": [next(e for e in r.action_errors if e.startswith("self-talk:")) for r in malformed[:5]],
-        "with_correction": sum(bool(c) for c in corrections),
-        "corrections": sum(len(c) for c in corrections),
-        "flags": sum(len(_flagged(r)) for r in records),
+        "with_correction": sum(bool(fixed) for _, fixed in turns),
+        "corrections": sum(len(fixed) for _, fixed in turns),
+        "flags": sum(len(flagged) for flagged, _ in turns),
     }
     if judge is not None:
-        out["checks"] = _judged(records, judge)
+        out["checks"] = _judged(records, turns, judge)
     return out
 
 
-def _flagged(record: EpisodeRecord) -> list[int]:
-    """1-based turns the model's own check called wrong."""
+def _turns(record: EpisodeRecord) -> tuple[list[int], list[int]]:
+    """The 1-based turns the model's own check called wrong, and those of them it fixed (the written step and the
+    one that stands differ)."""
     if not record.attempts:
-        return []
-    return [j.index for j in record.attempts[0].critique.steps if not j.correct and not j.is_answer]
-
-
-def _fixed_turns(record: EpisodeRecord) -> list[int]:
-    if not record.attempts:
-        return []
+        return [], []
     written, final = record.attempts[0].steps, record.steps
-    return [k for k in _flagged(record) if k <= min(len(written), len(final)) and written[k - 1] != final[k - 1]]
+    flagged = [j.index for j in record.attempts[0].critique.steps if not j.correct and not j.is_answer]
+    fixed = [k for k in flagged if k <= min(len(written), len(final)) and written[k - 1] != final[k - 1]]
+    return flagged, fixed
 
 
-def _judged(records: Sequence[EpisodeRecord], judge: Critic) -> dict[str, Any]:
+def _judged(records: Sequence[EpisodeRecord], turns: Sequence[tuple[list[int], list[int]]],
+            judge: Critic) -> dict[str, Any]:
     """Per-turn truth from ``judge``: each written step and each fix judged after the steps that stand before it."""
     counts = {"true_flags": 0, "false_flags": 0, "missed": 0, "passed": 0,
               "wrong_to_right": 0, "wrong_to_wrong": 0, "right_to_wrong": 0, "right_to_right": 0}
-    for r in records:
+    for r, (flagged, fixed) in zip(records, turns):
         if not r.attempts:
             continue
         written, final = r.attempts[0].steps, r.steps
-        flagged, fixed = set(_flagged(r)), set(_fixed_turns(r))
-        turns = [k for k in range(1, min(len(written), len(final)) + 1) if not is_answer_line(written[k - 1])]
-        for k in turns:
+        for k in range(1, min(len(written), len(final)) + 1):
+            if is_answer_line(written[k - 1]):
+                continue
             right = _step_right(judge, r, list(final[: k - 1]) + [written[k - 1]], k)
             if k in flagged:
                 counts["true_flags" if not right else "false_flags"] += 1
