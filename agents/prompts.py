@@ -16,17 +16,22 @@ The same template serves training (SFT examples) and inference (the actor), so t
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from agents.codec import NumberCodec
 from core.critique import Critique, to_paper_text
 
 __all__ = ["ANNOTATION_PROMPT", "CRITIC_INSTRUCTION", "ChatTemplate", "PROMPTED_ERROR_PROMPT", "PromptTemplate",
-           "REFINE_PROMPT", "SOLVE_PROMPT", "TEMPLATES", "chat_text", "template_for"]
+           "REFINE_PROMPT", "SELF_TALK_PROMPT", "SOLVE_PROMPT", "TEMPLATES", "chat_text", "template_for"]
 
 SOLVE_PROMPT = ("{question}\nSolve the problem step by step, one step per line. Please also give your final answer "
                 "in the format of 'The answer is [your answer].'")
+# the self-talk model's request (critics/self_talk.py is the format): every step checked, a flagged one fixed
+SELF_TALK_PROMPT = ("{question}\nSolve the problem step by step, one step per line. After each step write a line "
+                    "'Check: ' with your own recomputation of that step followed by 'correct' or 'wrong'. After a "
+                    "'wrong' check write a line 'Fix: ' with the corrected step, and go on from it. Please also give "
+                    "your final answer in the format of 'The answer is [your answer].'")
 # the paper's refinement request (its released refinement rows), followed by the critique in the paper's format
 REFINE_PROMPT = ("I have made a step-by-step critic for your solution. Please read the following critic and use this "
                  "critic as a reference to provide a new detailed, step-by-step solution, including all reasoning and "
@@ -100,6 +105,10 @@ class PromptTemplate:
     def chat(self, request: str) -> str:
         return request
 
+    def with_self_talk(self) -> PromptTemplate:
+        """The self-talk model's template: the tiny model learns the format from its SFT, under the solve prompt."""
+        return self
+
     def critique_prompt(self, question: str, steps: Sequence[str]) -> str:
         return self.prompt(question, steps) + self.codec.encode(self.critique_header)
 
@@ -127,6 +136,7 @@ class ChatTemplate:
 
     tokenizer: Any = field(compare=False, repr=False)
     system: str | None = None
+    solve_prompt: str = SOLVE_PROMPT  # the request that opens every solution ({question})
 
     number_format = "plain"
 
@@ -145,7 +155,7 @@ class ChatTemplate:
 
     def header(self, question: str, feedback: str = "", previous: Sequence[str] | None = None,
                critique: Critique | None = None) -> str:
-        solve = SOLVE_PROMPT.format(question=question)
+        solve = self.solve_prompt.format(question=question)
         if feedback and previous is not None and critique is not None:
             refine = REFINE_PROMPT.format(critique=to_paper_text(critique, previous))
             return chat_text(self.tokenizer, self._messages(solve, "\n".join(previous), refine))
@@ -155,6 +165,11 @@ class ChatTemplate:
 
     def solution_lines(self, steps: Sequence[str]) -> str:
         return "".join(step + "\n" for step in steps)
+
+    def with_self_talk(self) -> ChatTemplate:
+        """The self-talk model's template: the request describes the format (an instruct model can follow it
+        before any training)."""
+        return replace(self, solve_prompt=SELF_TALK_PROMPT)
 
     def prompt(self, question: str, steps: Sequence[str] = (), feedback: str = "") -> str:
         return self.header(question, feedback) + self.solution_lines(steps)

@@ -16,9 +16,11 @@ Brackets around the verdict (``[Correct]``) and missing ``Step k:`` headers are 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from agents.prompts import CRITIC_INSTRUCTION
@@ -26,7 +28,7 @@ from core.critique import Critique, CritiqueParseError, StepJudgement, check_tex
 
 __all__ = ["PaperCritique", "RefinementRow", "RowFormatError", "to_paper_text", "from_paper_text", "to_sharegpt", "to_alpaca",
            "from_refinement_row", "from_row", "CRITIC_INSTRUCTION", "fit_to_solution",
-           "read_critique"]
+           "read_critique", "read_rows"]
 
 
 _VERDICT = r"\[?\s*(correct|wrong|incorrect)\s*\]?"
@@ -156,6 +158,7 @@ class RefinementRow:
     attempt: list[str]
     critique: Critique
     refinement: str
+    quoted: list[str] = field(default_factory=list)  # the attempt's steps as the critique quotes them
 
 
 _ASSISTANT = "Assistant:"
@@ -176,10 +179,18 @@ def from_refinement_row(row: Any, index: int | None = None) -> RefinementRow:
     start = review.find(_CRITIQUE_START)
     if not found or start < 0:
         raise RowFormatError(f"{where}: field 'instruction' has no critique ({_CRITIQUE_START!r} lines) after the attempt")
-    critique = _critique_of(review[start:], where, "instruction").critique
+    parsed = _critique_of(review[start:], where, "instruction")
     question = head.split("Please also give your final number")[0].strip()
     attempt = [line.strip() for line in attempt_text.replace("<|end_of_text|>", "").splitlines() if line.strip()]
-    return RefinementRow(question, attempt, critique, output.strip())
+    return RefinementRow(question, attempt, parsed.critique, output.strip(), parsed.steps)
+
+
+def read_rows(file: Path, what: str = "rows") -> list[Any]:
+    """The rows of a paper-format file: one JSON list, or JSONL; ``what`` (the config key) names a missing file."""
+    if not file.exists():
+        raise FileNotFoundError(f"{what}: no file at {file}")
+    text = file.read_text(encoding="utf-8")
+    return json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
 
 
 def read_critique(text: str, num_steps: int, fit: bool = False) -> Critique:

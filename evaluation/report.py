@@ -14,9 +14,11 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-__all__ = ["CRITIC_COLUMNS", "calibration_table", "format_critic_table", "format_table", "self_improve_tables",
-           "test_time_plots", "test_time_scalars", "test_time_tables"]
+__all__ = ["CRITIC_COLUMNS", "calibration_table", "critic_confusion_plot", "format_critic_table", "format_table",
+           "self_improve_plot", "self_improve_tables", "test_time_plots", "test_time_scalars", "test_time_tables",
+           "tokens_plot"]
 
 
 def format_table(rows: dict[str, dict[str, Any]], columns: Sequence[str], title: str = "") -> str:
@@ -207,3 +209,70 @@ def self_improve_tables(histories: dict[str, list[dict[str, Any]]]) -> dict[str,
                          f"{h.get('diversity', 0):.2f} | {h.get('generations', '–')} | {h.get('tokens', '–')} | "
                          f"{h['seconds']} |")
     return {"heldout": held, "iterations": "\n".join(lines)}
+
+
+def tokens_plot(scaling: dict[str, dict[str, dict[str, Any]]], labels: dict[str, str], path: Path) -> Path:
+    """Accuracy against generated tokens per problem, one curve per selection method over k: methods compared at
+    equal budget are the points at the same x."""
+    fig, ax = plt.subplots(figsize=(8, 5))
+    methods = sorted({m for curves in scaling.values() for m in curves if m != "pass@k"})  # pass@k: a bound
+    colors = {m: f"C{i}" for i, m in enumerate(methods)}
+    styles = ["-", "--", ":", "-."]
+    for j, (critic, curves) in enumerate(scaling.items()):
+        for method, by_k in curves.items():
+            points = [(v["mean_tokens"], v["overall"]) for v in by_k.values() if v.get("mean_tokens") is not None]
+            if method in colors and points:
+                label = method if critic == "no critic" else f"{method} ({labels.get(critic, critic)})"
+                ax.plot(*zip(*sorted(points)), marker="os^Dv"[j % 5], linestyle=styles[j % 4], color=colors[method],
+                        label=label)
+    ax.set_xscale("log", base=2)
+    return _save(fig, ax, "generated tokens per problem (actor and critic)",
+                 "Accuracy vs tokens: colour = method, line = critic", 6, path)
+
+
+def self_improve_plot(histories: dict[str, list[dict[str, Any]]], path: Path) -> Path:
+    """Held-out accuracy, exploration and diversity per iteration, one line per algorithm."""
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    for name, history in histories.items():
+        its = [h["iteration"] for h in history]
+        axes[0].plot(its, [h["heldout"]["overall"] for h in history], marker="o", label=name)
+        axes[1].plot(its[1:], [h.get("exploration", 0) for h in history[1:]], marker="o", label=name)
+        axes[2].plot(its[1:], [h.get("diversity", 0) for h in history[1:]], marker="o", label=name)
+    for ax, title, ylabel in zip(axes, ("held-out greedy accuracy", "exploration (problems solved)",
+                                        "diversity (distinct solutions / problem)"), ("accuracy", "share", "solutions")):
+        ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(ylabel)
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def critic_confusion_plot(scores: dict[str, dict[str, dict[str, Any]]], subset: str, path: Path) -> Path:
+    """Each critic's verdicts on one solution set as stacked bars: wrong solutions caught / missed, right ones
+    passed / flagged (a false alarm)."""
+    names = [n for n, by_set in scores.items() if subset in by_set]
+    parts = {"wrong, caught": [], "wrong, missed": [], "right, passed": [], "right, flagged": []}
+    for n in names:
+        c = scores[n][subset]
+        right = c["n"] - c["wrong"]
+        parts["wrong, caught"].append(c["caught"])
+        parts["wrong, missed"].append(c["wrong"] - c["caught"])
+        parts["right, passed"].append(right - c["false_alarms"])
+        parts["right, flagged"].append(c["false_alarms"])
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(names) + 2.0))
+    left = [0] * len(names)
+    for (label, values), color in zip(parts.items(), ("#2a7", "#c44", "#59d", "#e94")):
+        ax.barh(names, values, left=left, label=label, color=color)
+        left = [a + b for a, b in zip(left, values)]
+    ax.invert_yaxis()
+    ax.set_xlabel("solutions")
+    ax.set_title(f"Critic verdicts on the {subset} set")
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.1 - 0.3 / max(1, len(names))))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

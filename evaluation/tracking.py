@@ -14,7 +14,7 @@ from typing import Any
 
 from core.episode import EpisodeRecord
 
-__all__ = ["Tracker", "EPISODE_COLUMNS", "episode_rows"]
+__all__ = ["Tracker", "EPISODE_COLUMNS", "episode_rows", "parse_markdown_table", "scalars"]
 
 MODES = ("offline", "online", "disabled")
 EPISODE_COLUMNS = ["problem_id", "difficulty", "problem", "round", "solution", "critic_verdicts", "feedback",
@@ -60,6 +60,38 @@ class Tracker:
 
             self.run.log({key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
 
+    def markdown_tables(self, prefix: str, tables: dict[str, str]) -> None:
+        """The results format's markdown tables as ``wandb.Table``s (one per table, its title kept)."""
+        for key, md in tables.items():
+            parsed = parse_markdown_table(md)
+            if parsed is not None:
+                self.table(f"{prefix}/{key}", *parsed)
+
+    def curves(self, step_key: str, points: Sequence[dict[str, Any]]) -> None:
+        """Points logged against their own x (``step_key``, e.g. the iteration), so several curves that each
+        start at 0 share one run without W&B's step running backwards."""
+        if self.run is not None:
+            self.run.define_metric(step_key)
+            for key in {k for point in points for k in point if k != step_key}:
+                self.run.define_metric(key, step_metric=step_key)
+            for point in points:
+                self.run.log(point)
+
+    def artifact(self, name: str, kind: str, path: str | Path, metadata: dict[str, Any] | None = None) -> None:
+        """A dataset or checkpoint as an artifact: small files are copied in, folders referenced where they lie
+        (``file://``: checksummed, not copied, so a 2 GB checkpoint costs nothing)."""
+        if self.run is None:
+            return
+        import wandb
+
+        path = Path(path).resolve()
+        art = wandb.Artifact(name, type=kind, metadata=metadata or {})
+        if path.is_dir():
+            art.add_reference(path.as_uri(), name=path.name)
+        else:
+            art.add_file(str(path))
+        self.run.log_artifact(art)
+
     def image(self, key: str, path: str | Path) -> None:
         if self.run is not None:
             import wandb
@@ -76,6 +108,35 @@ class Tracker:
 
     def __exit__(self, *exc: Any) -> None:
         self.finish()
+
+
+def scalars(metrics: Any, prefix: str = "", limit: int = 400) -> dict[str, float]:
+    """The numbers of a nested metrics dict as flat ``a/b/c`` keys (at most ``limit``: a summary, not a dump)."""
+    flat: dict[str, float] = {}
+
+    def walk(node: Any, key: str) -> None:
+        if len(flat) >= limit:
+            return
+        if isinstance(node, bool):
+            flat[key] = float(node)
+        elif isinstance(node, int | float):
+            flat[key] = node
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                walk(v, f"{key}/{k}" if key else str(k))
+
+    walk(metrics, prefix)
+    return flat
+
+
+def parse_markdown_table(md: str) -> tuple[list[str], list[list[str]]] | None:
+    """``(columns, rows)`` of the first pipe table in ``md`` (the project's own tables), None if it has none."""
+    lines = [line.strip() for line in md.splitlines() if line.strip().startswith("|")]
+    if len(lines) < 2:
+        return None
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    columns, body = cells[0], [c for c in cells[2:] if len(c) == len(cells[0])]
+    return columns, body
 
 
 def episode_rows(records: Sequence[EpisodeRecord]) -> list[list[Any]]:

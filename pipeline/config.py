@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.schema import RunConfig, register_schema
+from trainers.registry import ALGORITHMS
 
-__all__ = ["CONFIG_DIR", "ConfigError", "load_config", "config_groups"]
+__all__ = ["ALGO_ALIASES", "CONFIG_DIR", "ConfigError", "algo_override", "load_config", "config_groups"]
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -47,10 +48,24 @@ def _split_override(override: str) -> tuple[str, str]:
     return key.strip(), value
 
 
+# ``algo=NAME`` or ``algo=[A,B]``: the words users say for ``self_improve.algorithms`` (trainers/registry.py)
+ALGO_ALIASES = {"critique_loop": "critique"}
+
+
+def algo_override(value: str) -> str:
+    """``algo=...`` as the ``self_improve.algorithms`` override it stands for; an unknown name lists the valid."""
+    names = [n.strip() for n in value.strip().removeprefix("[").removesuffix("]").split(",") if n.strip()]
+    valid = sorted({*ALGORITHMS.names(), *ALGO_ALIASES})
+    unknown = [n for n in names if ALGO_ALIASES.get(n, n) not in ALGORITHMS.names()]
+    if not names or unknown:
+        raise ConfigError(f"unknown choice {value!r} for algo; valid: {', '.join(valid)} (or a list: algo=[rft,grpo])")
+    return f"self_improve.algorithms=[{','.join(ALGO_ALIASES.get(n, n) for n in names)}]"
+
+
 def load_config(overrides: list[str] | None = None, config_dir: Path = CONFIG_DIR) -> RunConfig:
     """The composed config as a :class:`RunConfig` (every section its own dataclass)."""
     register_schema()
-    overrides = list(overrides or [])
+    overrides = [algo_override(_split_override(o)[1]) if _split_override(o)[0] == "algo" else o for o in overrides or []]
     groups = config_groups(config_dir)
     group_overrides, value_overrides = [], []
     for override in overrides:

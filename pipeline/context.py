@@ -9,7 +9,7 @@ raw config or builds a part its own way.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from critics.registry import CRITICS, CriticConfig, build_critics
 from envs.math_env import EnvConfig
 from envs.registry import PROBLEM_SOURCES, problems_for
 from evaluation.results import write_results
+from evaluation.tracking import Tracker
 from pipeline.checkpoints import repo_path, run_checkpoint
 from pipeline.config import ConfigError
 from pipeline.schema import EvalConfig, RunConfig
@@ -32,6 +33,7 @@ __all__ = ["Run"]
 class Run:
     cfg: RunConfig
     dir: Path
+    tracker: Tracker = field(default_factory=lambda: Tracker("disabled", "."))  # the running stage's W&B run
 
     @property
     def seed(self) -> int:

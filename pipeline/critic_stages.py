@@ -25,7 +25,7 @@ from critics.registry import CRITICS
 from envs.registry import PROBLEM_SOURCES, ProblemsConfig, problems_for
 from evaluation.critic_eval import collect_eval_solutions, read_processbench, score_critic, score_processbench
 from evaluation.report import calibration_table, format_critic_table, processbench_table
-from pipeline.checkpoints import SHIPPED_CRITIC, copy_checkpoint
+from pipeline.checkpoints import SHIPPED_CRITIC, copy_checkpoint, repo_path
 from pipeline.config import ConfigError
 from pipeline.context import Run
 from pipeline.schema import CalibrateCriticConfig, CriticTrainingConfig, CritiqueDataConfig, EvalCriticConfig
@@ -111,11 +111,14 @@ def critic_training(run: Run, c: CriticTrainingConfig) -> dict[str, Any]:
     if c.init == "hf":
         return _train_hf_critic(run, c, [] if c.hf.only_rows else read_dataset(data), provenance, out)
     try:
-        recipe = replace(c.recipe, init=c.init)
+        recipe = replace(c.recipe, init=c.init,
+                         checkpoint=str(repo_path(c.recipe.checkpoint)) if c.recipe.checkpoint else None)
     except ValueError as err:
         raise ConfigError(f"critic_training.recipe: {err}") from err
     rows = read_dataset(data)
-    print(f"[critic_training] init={c.init}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} critiques")
+    start = f" from {recipe.checkpoint}" if c.init == "checkpoint" else ""
+    print(f"[critic_training] init={c.init}{start}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} "
+          "critiques")
     summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=run.actor_checkpoint, data=provenance)
     return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
             "train_loss": summary["train_loss"], "examples": summary["examples"]}

@@ -80,21 +80,28 @@ class EnvCheckConfig:
 
 @dataclass
 class EvalConfig:
-    problems_per_level: int = 100     # synthetic test problems per difficulty level
+    problems_per_level: int = 40      # synthetic test problems per difficulty level
     max_problems: int | None = None   # cap for file-backed sources (gsm8k, math)
     with_critic: bool = True          # also evaluate critique -> refine with the configured critic
 
 
+def short_critic_recipe() -> CriticSFTConfig:
+    """The default run's critic: the shipped one, fine-tuned briefly on the run's own critique data (the full
+    recipe, CriticSFTConfig's defaults, takes about 2 hours: recipe=paper_tiny uses its result as shipped)."""
+    return CriticSFTConfig(init="checkpoint", checkpoint="checkpoints/tiny-critic", train_steps=100,
+                           learning_rate=2e-4, verdict_line_steps=0, verdict_steps=0)
+
+
 @dataclass
 class CriticTrainingConfig:
-    init: str = "shipped"             # shipped | actor | scratch | checkpoint (continue recipe.checkpoint) | hf
-    recipe: CriticSFTConfig = field(default_factory=CriticSFTConfig)   # the tiny critic's recipe
+    init: str = "checkpoint"          # shipped | actor | scratch | checkpoint (continue recipe.checkpoint) | hf
+    recipe: CriticSFTConfig = field(default_factory=short_critic_recipe)  # the tiny critic's recipe
     hf: HFCriticSFTConfig = field(default_factory=HFCriticSFTConfig)  # init=hf: an instruct model, LoRA or full
 
 
 @dataclass
 class EvalCriticConfig:
-    problems_per_level: int = 50
+    problems_per_level: int = 12
     temperature: float = 1.0          # the actor's sampling temperature for the natural-mistake set
     samples_per_problem: int = 2
     critics: list[str] = field(default_factory=lambda: ["model", "model_likelihood", "model_checks", "self",
@@ -115,15 +122,15 @@ class CalibrateCriticConfig:
 @dataclass
 class EvalTestTimeConfig:
     critics: list[str] = field(default_factory=lambda: ["none", "self", "model", "model_likelihood", "oracle"])
-    problems_per_level: int = 20
+    problems_per_level: int = 8
     levels: list[int] | None = None   # null: every level of the source
     hard_levels: list[int] = field(default_factory=lambda: [7, 8])
-    max_rounds: int = 3
+    max_rounds: int = 2
     refine_temperature: float = 0.5
     split: str = "test"
     temperature: float = 0.5
     k_max: int = 8
-    budget_k_max: int = 32
+    budget_k_max: int = 16
     ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
     sample_rounds: int = 1
     table_episodes: int = 40

@@ -27,9 +27,11 @@ from pipeline.checks import check_config
 from pipeline.config import ConfigError
 from pipeline.context import Run
 from pipeline.critic_stages import calibrate_critic, critic_training, critique_data, eval_critic
+from pipeline.run_report import write_report
 from pipeline.schema import ActorGroupConfig, DemoConfig, EnvCheckConfig, EvalConfig, RunConfig
 from pipeline.self_improve_stages import self_improve
 from pipeline.self_talk_stages import self_talk
+from pipeline.stage_tracking import log_stage, stage_tracker
 from pipeline.test_time_stages import eval_test_time
 from rollout.loop import RolloutStats, rollout
 from storage import atomic_write_json, read_json
@@ -197,13 +199,30 @@ def run_stages(cfg: RunConfig) -> dict[str, Any]:
         stage, out = STAGES[name], run.dir / "stages" / f"{name}.json"
         if stage.cached and out.exists() and name not in rerun:
             print(f"[{name}] cached: {out}")
-            summary[name] = read_json(out)
+            summary[name] = {**read_json(out), "cached": True}
             continue
         print(f"[{name}] {stage.about}")
         start = time.perf_counter()
-        result = stage.run(run, getattr(cfg, stage.section))
-        result["seconds"] = round(time.perf_counter() - start, 2)
+        section = getattr(cfg, stage.section)
+        run.tracker = stage_tracker(run, name, section)
+        try:
+            result = stage.run(run, section)
+            result["seconds"] = round(time.perf_counter() - start, 2)
+            log_stage(run.tracker, run, name, result)
+        finally:
+            run.tracker.finish()
         atomic_write_json(out, result)
         print(f"[{name}] done in {result['seconds']} s -> {out}")
         summary[name] = result
+    report = write_report(cfg, run.dir, summary)
+    print("\n" + _stage_times(summary) + f"\nreport: {report}")
     return summary
+
+
+def _stage_times(summary: dict[str, dict[str, Any]]) -> str:
+    """One line per stage with its wall time, and the total of what ran in this call."""
+    width = max(map(len, summary), default=5)
+    lines = [f"  {name:<{width}}  " + ("  cached" if s.get("cached") else f"{s['seconds']:8.1f} s")
+             for name, s in summary.items()]
+    ran = sum(s["seconds"] for s in summary.values() if not s.get("cached"))
+    return "stage times:\n" + "\n".join(lines) + f"\n  {'total':<{width}}  {ran:8.1f} s"

@@ -13,8 +13,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
-from pathlib import Path
+from dataclasses import replace
 from typing import Any
 
 from agents.actor import Actor
@@ -22,7 +21,7 @@ from core.problem import replicate
 from critics.base import NullCritic
 from evaluation.report import test_time_plots, test_time_scalars, test_time_tables
 from evaluation.test_time import budget_matched, refinement_summary, samples_of, scaling_curves
-from evaluation.tracking import EPISODE_COLUMNS, Tracker, episode_rows
+from evaluation.tracking import EPISODE_COLUMNS, episode_rows
 from evaluation.voting import choose
 from pipeline.config import ConfigError
 from pipeline.context import Run
@@ -52,8 +51,7 @@ def eval_test_time(run: Run, t: EvalTestTimeConfig) -> dict[str, Any]:
     batch, rounds, ks, hard = run.cfg.actor.batch_size, t.max_rounds, list(t.ks), [str(level) for level in t.hard_levels]
     env = lambda refinements: run.env_config(action_unit="solution", max_refinements=refinements)  # noqa: E731
     critics = run.critics(t.critics, actor)
-    tracker = Tracker(run.cfg.tracking.mode, run.dir, project=run.cfg.tracking.project,
-                      name=f"{Path(run.cfg.run_dir).name}-test-time", config=asdict(run.cfg))
+    tracker = run.tracker
     metrics: dict[str, Any] = {"problems": len(problems), "refine_temperature": t.refine_temperature, "refine": {},
                                "scaling": {}, "budget": {}}
 
@@ -95,7 +93,6 @@ def eval_test_time(run: Run, t: EvalTestTimeConfig) -> dict[str, Any]:
     for key, path in plots.items():
         tracker.image(f"plots/{key}", path)
     where = tracker.directory
-    tracker.finish()
     run.write_results("eval_test_time", {"test_time": t, "actor": run.cfg.actor}, metrics, tables)
     return {"problems": len(problems), "plots": {k: str(v) for k, v in plots.items()},
             "wandb_dir": str(where) if where else None,

@@ -12,6 +12,7 @@ from typing import Any
 
 from core.episode import EpisodeRecord
 from core.problem import ListProblemSource, Problem
+from core.progress import progress
 from core.protocols import Critic, Policy
 from envs.math_env import EnvConfig, MathReasoningEnv
 
@@ -62,6 +63,7 @@ def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_conf
 
     for slot in range(len(envs)):
         refill(slot)
+    bar = progress(len(problems), "episodes")
     batched = hasattr(actor, "act_batch")
     while any(s is not None for s in state):
         live = [i for i, s in enumerate(state) if s is not None]
@@ -88,9 +90,11 @@ def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_conf
                 records[slot_problem[slot]] = record
                 stats.episodes += 1
                 stats.completion_tokens += sum(len(g.completion_ids) for g in record.generations)
+                bar.update(1)
                 refill(slot)
             else:
                 state[slot] = (observation, info)
+    bar.close()
     stats.seconds += time.perf_counter() - start
     return records  # type: ignore[return-value]
 

@@ -21,6 +21,18 @@ def test_groups_are_swappable_by_one_word():
     assert plain.actor is None and not plain.curriculum and plain.replay == 0 and plain.iterations == 5
 
 
+def test_the_words_users_say_pick_algorithms_critics_backends_sources_and_recipes():
+    assert load_config(["algo=grpo"]).self_improve.algorithms == ["grpo"]
+    assert load_config(["algo=[rft,critique_loop,grpo_critic]"]).self_improve.algorithms == ["rft", "critique", "grpo_critic"]
+    with pytest.raises(ConfigError, match=r"unknown choice 'ppo' for algo; valid: critique, critique_loop, grpo"):
+        load_config(["algo=ppo"])
+    cfg = load_config(["critic=model", "actor.backend=openai", "problems=math"])
+    assert (cfg.critic.name, cfg.actor.backend, cfg.problems.name) == ("model", "openai", "math")
+    cfg = load_config(["recipe=cpu_smollm2", "problems=math", "algo=critique_loop"])
+    assert cfg.run_dir == "runs/cpu_smollm2" and "self_talk" in cfg.stages and cfg.problems.name == "math"
+    assert cfg.self_improve.algorithms == ["critique"]
+
+
 def test_unknown_choice_lists_valid_ones():
     with pytest.raises(ConfigError, match=f"unknown choice 'bad' for critic; valid: {CRITIC_CHOICES}"):
         load_config(["critic=bad"])
@@ -60,6 +72,7 @@ SMALL = [  # every default stage, on small sizes
     "env_check.episodes=40", "eval.problems_per_level=5",
     "autocritique.sampled_problems=24", "autocritique.located_problems=8", "autocritique.typed_problems=8",
     "autocritique.reference_problems=8",
+    "critic_training.recipe.train_steps=2", "critic_training.recipe.batch_size=4",
     "eval_critic.problems_per_level=3",
     "test_time.problems_per_level=2", "test_time.levels=[2,6]", "test_time.hard_levels=[6]", "test_time.k_max=2",
     "test_time.budget_k_max=3",
@@ -91,7 +104,10 @@ def test_train_py_runs_the_default_stages(tmp_path):
     stats = json.loads((run_dir / "critique_data" / "stats.json").read_text())
     assert stats["responses"] == {"sampled": 24, "located": 8, "typed": 8, "reference": 8}
     assert len((run_dir / "critique_data" / "critiques.jsonl").read_text().splitlines()) == stats["rows"]
-    assert (run_dir / "critic" / "model.safetensors").exists()
+    # the default run trains its critic: the shipped one, continued on this run's critique data
+    critic = json.loads((run_dir / "critic" / "recipe.json").read_text())
+    assert critic["recipe"]["init"] == "checkpoint" and critic["recipe"]["checkpoint"].endswith("checkpoints/tiny-critic")
+    assert critic["data"]["rows"] == stats["rows"] and critic["phases"][0]["train_steps"] == 2
     critics = json.loads((run_dir / "results" / "eval_critic.json").read_text())["metrics"]["scores"]
     assert {"trained critic", "always correct", "random step"} <= set(critics)
     assert critics["always correct"]["natural"]["balanced_accuracy"] == 0.5
@@ -111,12 +127,33 @@ def test_train_py_runs_the_default_stages(tmp_path):
     assert talk["metrics"]["data"]["built"] == {"corrected": 16, "correct": 16} and talk["metrics"]["episodes"] == 4
     assert "| actor alone (greedy) |" in talk["tables"]["accuracy"] and "checks" in talk["metrics"]
     assert (run_dir / "self_talk" / "model" / "model.safetensors").exists()
+    assert set(talk["metrics"]["data"]["by_source"]) == {"critique_data", "self_improve"}
+    # the report names every stage, with its headline table and plots a person reads
+    report = (run_dir / "report.md").read_text()
+    assert all(f"| {stage} |" in report and f"## {stage}" in report for stage in ("eval_actor", "eval_critic",
+                                                                                  "eval_test_time", "self_improve",
+                                                                                  "self_talk"))
+    assert all(f"| {stage} |" in report for stage in json.loads((run_dir / "config.json").read_text())["stages"])
+    assert "## What the numbers say" in report and "The actor solves" in report and "Self-improvement" in report
+    for png in ("accuracy_vs_tokens", "self_improve", "critic_confusion", "accuracy_by_difficulty"):
+        assert f"results/{png}.png" in report and (run_dir / "results" / f"{png}.png").stat().st_size > 1000
+    assert "stage times:" in proc.stdout
+    # W&B, offline: one run per stage, the results' tables, the datasets and checkpoints as artifacts
+    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == len(json.loads((run_dir / "config.json").read_text())["stages"])
+    tables = {str(p.relative_to(r / "files" / "media" / "table")) for r in runs
+              for p in (r / "files" / "media" / "table").rglob("*.table.json")}
+    assert {t.split("/")[0] for t in tables} == {"tables", "episodes"}, tables
+    assert any(t.startswith("tables/heldout") for t in tables) and any(t.startswith("episodes/self_talk") for t in tables)
+    logged = b"".join(f.read_bytes() for r in runs for f in r.glob("run-*.wandb"))
+    for artifact in (b"critique-data", b"critic", b"self-improve-critique-iter-1", b"self-talk", b"rft/heldout"):
+        assert artifact in logged, artifact
 
 
 def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):
     run_dir = tmp_path / "run"
     stages = "stages=[warmup,critic_training,calibrate_critic]"
-    proc = _train(f"run_dir={run_dir}", stages, "calibrate_critic.levels=[3]", "calibrate_critic.problems_per_level=4",
+    proc = _train(f"run_dir={run_dir}", stages, "critic_training.init=shipped", "calibrate_critic.levels=[3]", "calibrate_critic.problems_per_level=4",
                   "calibrate_critic.accept_probabilities=[0.01,0.9]", cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run_dir / "results" / "calibrate_critic.json").read_text())["metrics"]

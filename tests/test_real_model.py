@@ -3,7 +3,7 @@
 annotator once behind a real OpenAI-compatible server on 127.0.0.1.
 
 It tests the plumbing -- chat templates, a real tokenizer, free-form answers, unparsable critiques, GGUF loading,
-LoRA, GRPO -- not accuracy. The model is converted from GGUF once per test run (a session cache folder)."""
+LoRA, GRPO, self-talk -- not accuracy. The model is converted from GGUF once per test run (a session cache folder)."""
 
 import contextlib
 import json
@@ -28,7 +28,9 @@ SMALL = ["problems.max_steps=2", "actor.max_new_tokens=32", "actor.batch_size=8"
          "test_time.problems_per_level=1", "test_time.levels=[1,2]", "test_time.hard_levels=[2]",
          "test_time.k_max=2", "test_time.budget_k_max=2", "test_time.ks=[1,2]", "test_time.table_episodes=2",
          "self_improve.problems_per_iteration=2", "self_improve.samples_per_problem=1", "self_improve.sft_steps=1",
-         "self_improve.max_length=384", "self_improve.eval_problems_per_level=1", "tracking.mode=disabled"]
+         "self_improve.max_length=384", "self_improve.eval_problems_per_level=1",
+         "self_talk.examples=4", "self_talk.train_steps=1", "self_talk.batch_size=1", "self_talk.max_length=384",
+         "self_talk.max_new_tokens=48", "tracking.mode=disabled"]
 
 
 @pytest.fixture(scope="session")
@@ -63,6 +65,7 @@ def built_sources(monkeypatch):
 PER_SOURCE = {"gsm8k": ["self_improve.algorithms=[critique]",
                         f"eval_critic.processbench={FIXTURES / 'processbench_fixture.jsonl'}"],
               "math": ["self_improve.algorithms=[grpo]", "self_improve.samples_per_problem=2",
+                       "self_talk.sources=[critique_data,rows]",
                        "self_improve.grpo.max_completion_length=32", "test_time.critics=[none,model]"]}
 
 
@@ -113,3 +116,10 @@ def test_every_stage_of_the_cpu_recipe_runs_on_real_problems(smollm2, built_sour
     assert results["eval_test_time"]["metrics"]["problems"] == 2
     history = results["self_improve"]["metrics"]["history"]
     assert set(history) == set(cfg.self_improve.algorithms) and all(len(h) == 2 for h in history.values())
+
+    # self-talk: transcripts from the run's rows (and GSM8K's critique-loop refinements), a merged LoRA model asked
+    # for the format through its chat template, its episodes scored whatever it wrote
+    talk = results["self_talk"]["metrics"]
+    assert set(talk["data"]["by_source"]) == set(cfg.self_talk.sources) and sum(talk["data"]["built"].values()) == 4
+    assert (run_dir / "self_talk" / "model" / "adapter" / "adapter_config.json").exists()
+    assert talk["episodes"] == 2 and 0 <= talk["malformed"] <= 2

@@ -127,3 +127,71 @@ def test_the_correction_share_knob_sets_what_is_built(share):
     assert build_transcripts(rows, SelfTalkConfig(examples=40, correction_share=share))[0] == examples  # seeded
     with pytest.raises(ValueError, match="correction_share"):
         SelfTalkConfig(correction_share=1.5)
+
+
+def test_critique_loop_trajectories_become_corrected_transcripts():
+    """A kept refinement of the critique loop (the sample, the critic's critique, the verified refinement that
+    kept the steps before the flag) is a transcript that catches the flagged step and fixes it."""
+    from core.episode import Attempt
+    from trainers.self_talk import SelfTalkConfig, build_transcripts, trajectory_rows
+
+    oracle, rng, kept = OracleCritic(), random.Random(3), []
+    for p in PROBLEMS[:6]:
+        bad = corrupt_solution(p, rng.randint(1, p.difficulty), "calculation", rng).steps
+        attempt = Attempt(list(bad), oracle.critique(p, bad), oracle.critique(p, bad).first_error_step - 1)
+        # as trainers/self_improve.py writes a kept refinement (plus a solve row, which is not a trajectory)
+        kept += [{"id": p.id, "kind": "refine", "prompt": "…", "completion": "…", "steps": list(p.steps),
+                  "question": p.question, "flawed": attempt.steps, "critique": attempt.critique.render()},
+                 {"id": p.id, "kind": "solve", "prompt": "…", "completion": "…", "steps": list(p.steps)}]
+    rows = trajectory_rows(kept)
+    assert len(rows) == 6 and all(r["origin"] == "self_improve" for r in rows)
+    examples, stats = build_transcripts(_rows() + rows, SelfTalkConfig(examples=40, correction_share=0.5))
+    assert stats["by_source"] == {"critique_data": {"rows": 40, "correct": 20, "corrected": 20},
+                                  "self_improve": {"rows": 6, "correct": 0, "corrected": 6}}
+    fixed = {p.question: p for p in PROBLEMS[:6]}
+    for e in examples:
+        if e["kind"] == "corrected" and e["question"] in fixed:
+            talk = parse("\n".join(e["lines"]))
+            assert talk.well_formed and talk.corrections == 1 and talk.steps == list(fixed[e["question"]].steps)
+    # a configured source that gave nothing is reported, not left out
+    _, empty = build_transcripts(_rows(), SelfTalkConfig(examples=8))
+    assert empty["by_source"]["self_improve"] == {"rows": 0, "correct": 0, "corrected": 0}
+    with pytest.raises(ValueError, match="sources"):
+        SelfTalkConfig(sources=["critique_data", "elsewhere"])
+
+
+def test_instruct_models_are_asked_for_the_self_talk_format():
+    from agents.prompts import SELF_TALK_PROMPT, SOLVE_PROMPT, ChatTemplate, PromptTemplate
+
+    class Tokenizer:  # the chat template's one call
+        chat_template = "x"
+
+        def apply_chat_template(self, messages, tokenize, add_generation_prompt):
+            return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
+
+    chat = ChatTemplate(Tokenizer())
+    talk = chat.with_self_talk()
+    assert talk.prompt("What is 2+3?") == "<user>" + SELF_TALK_PROMPT.format(question="What is 2+3?") + "<assistant>"
+    assert chat.prompt("What is 2+3?") == "<user>" + SOLVE_PROMPT.format(question="What is 2+3?") + "<assistant>"
+    assert "Check: " in SELF_TALK_PROMPT and "Fix: " in SELF_TALK_PROMPT
+    tiny = PromptTemplate(number_format="reversed")
+    assert tiny.with_self_talk() == tiny  # the tiny model learns the format from its SFT alone
+
+
+def test_the_papers_refinement_rows_become_transcripts():
+    """The released refinement rows (real Llama-3 attempts, GPT-4o critiques, refinements): attempts as quoted,
+    refinements without the attempt's preamble; what cannot be aligned is dropped and counted."""
+    from trainers.self_talk import SelfTalkConfig, build_transcripts, paper_rows
+
+    rows = paper_rows("data://mathcritique/llama3-8b-gsm8k-refinement-samples.json")
+    assert len(rows) == 100 and all(r["origin"] == "rows" and "<<" not in " ".join(r["steps"][:-1]) for r in rows)
+    assert not any(r["reference"][0].endswith("step by step:") or "\\n" in "".join(r["reference"]) for r in rows)
+    config = SelfTalkConfig(sources=["rows"], rows="data://…", examples=20, correction_share=1.0)
+    examples, stats = build_transcripts(rows, config)
+    pools = stats["by_source"]["rows"]
+    assert pools["corrected"] >= 30 and pools["correct"] + pools["corrected"] + sum(stats["dropped"].values()) == 100
+    for e in examples:
+        talk = parse("\n".join(e["lines"]))
+        assert talk.well_formed and talk.corrections == 1 and talk.answer.startswith("The answer is")
+    with pytest.raises(ValueError, match="self_talk.rows names no file"):
+        SelfTalkConfig(sources=["rows"])

@@ -36,9 +36,9 @@ from agents.prompts import ChatTemplate, PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
 from core.critique import Critique, to_paper_text
 from critics.model_critic import model_lines, model_text
-from critics.paper_format import RowFormatError, from_refinement_row, from_row
+from critics.paper_format import RowFormatError, from_refinement_row, from_row, read_rows
 from envs.datasets import data_path
-from trainers.sft import SFTPhase, sft_train
+from trainers.sft import SFTPhase, sft_train, with_lora
 
 __all__ = ["CriticSFTConfig", "HFCriticSFTConfig", "chat_examples", "paper_examples", "parse_rows", "rows_to_examples",
            "train_hf_critic", "train_tiny_critic", "verdict_examples", "drill_tokens", "mixed_critiques"]
@@ -265,15 +265,8 @@ def paper_examples(path: str | Path, template: ChatTemplate) -> list[dict[str, s
     """Paper-format rows as chat SFT examples (``path`` may be ``data://...``, in the data folder): critique rows
     keep their own request and critique; refinement rows (an attempt, its critique, the refinement) give the
     critique of the attempt."""
-    import json
-
-    file = data_path(path)
-    if not file.exists():
-        raise FileNotFoundError(f"critic_training.hf.rows: no file at {file}")
-    text = file.read_text(encoding="utf-8")
-    rows = json.loads(text) if text.lstrip().startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
     out = []
-    for i, row in enumerate(rows):
+    for i, row in enumerate(read_rows(data_path(path), "critic_training.hf.rows")):
         try:
             refinement = from_refinement_row(row, i)
         except RowFormatError:
@@ -307,11 +300,7 @@ def train_hf_critic(config: HFCriticSFTConfig, rows: list[dict[str, Any]], base_
         raise ValueError("no critique examples to train on (the run's critique data is empty and no rows were given)")
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
     if config.lora:
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(model, LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha,
-                                                 lora_dropout=config.lora_dropout, target_modules=config.target_modules,
-                                                 task_type="CAUSAL_LM"))
+        model = with_lora(model, config.lora_r, config.lora_alpha, config.lora_dropout, config.target_modules)
     recipe = asdict(config) | {"base_model": str(base_model)}
     phase = SFTPhase("critiques", examples, config.train_steps, config.learning_rate)
     return sft_train(model, tokenizer, [phase], config, out_dir, recipe=recipe, log_every=log_every,

@@ -24,6 +24,7 @@ import torch
 from agents.backends import trainable
 from core.episode import EpisodeRecord
 from core.problem import Problem
+from core.progress import show_progress
 from core.protocols import IterationSummary
 from trainers.self_improve import SelfImprover
 
@@ -83,7 +84,7 @@ class GRPOBaseline(SelfImprover):
             report_to="none",
             use_cpu=not torch.cuda.is_available(),
             bf16=False,
-            disable_tqdm=True,
+            disable_tqdm=not show_progress(),
         )
         model, tokenizer = trainable(self.actor.backend)
         model.train()

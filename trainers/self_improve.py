@@ -48,7 +48,7 @@ from core.protocols import IterationSummary, RolloutRunner
 from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
-from trainers.sft import ActorSFTConfig, build_actor_examples, refinement_example, sft_train
+from trainers.sft import ActorSFTConfig, build_actor_examples, refinement_example, sft_train, with_lora
 
 __all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "PassRates"]
 
@@ -72,7 +72,7 @@ class SelfImproveConfig:
     critic: str = "model_likelihood"  # the critic in the loop (a name in critics.registry)
     actor: str | None = "checkpoints/tiny-actor-easy"  # the checkpoint every algorithm starts from (null: the run's)
     iterations: int = 2
-    problems_per_iteration: int = 128
+    problems_per_iteration: int = 64
     samples_per_problem: int = 4      # generation budget per iteration = problems_per_iteration * this
     refine_share: float = 0.25        # critique: the share of the budget kept for refinements
     difficulty_aware: bool = True     # critique: more samples and refinements for problems with low pass rates
@@ -96,7 +96,7 @@ class SelfImproveConfig:
     warmup_ratio: float = 0.05
     weight_decay: float = 0.01
     max_length: int = 320
-    eval_problems_per_level: int = 25
+    eval_problems_per_level: int = 12
     eval_split: str = "test"          # the held-out measurement's split (train: for choosing settings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
 
@@ -298,11 +298,13 @@ class SelfImprover:
                 "completion": t.completion(list(steps)), "steps": list(steps)}
 
     def _refine_row(self, problem: Problem, record: EpisodeRecord) -> dict[str, Any]:
-        """The refinement that reached the answer: the prompt it was given (critique and kept steps), its steps."""
+        """The refinement that reached the answer: the prompt it was given (critique and kept steps), its steps,
+        and the trajectory itself (the flawed sample and the critic's critique of it) for the self-talk data."""
         attempt = next(a for a in reversed(record.attempts) if a.cut_at is not None)
         prompt, completion = refinement_example(self.actor.template, problem.question, attempt, record.steps)
         return {"id": problem.id, "kind": "refine", "prompt": prompt, "completion": completion,
-                "steps": list(record.steps)}
+                "steps": list(record.steps), "question": problem.question, "flawed": list(attempt.steps),
+                "critique": attempt.critique.render()}
 
     def _train(self, rows: list[dict[str, Any]], i: int) -> None:
         """Fine-tune on this iteration's rows, or (``restart="base"``) retrain the starting weights on every row
@@ -322,10 +324,7 @@ class SelfImprover:
         steps = c.sft_steps if c.epochs is None else max(1, math.ceil(c.epochs * len(rows) / c.batch_size))
         trained = model
         if c.lora:
-            from peft import LoraConfig, get_peft_model
-
-            trained = get_peft_model(model, LoraConfig(r=c.lora_r, lora_alpha=c.lora_alpha, target_modules="all-linear",
-                                                       task_type="CAUSAL_LM"))
+            trained = with_lora(model, c.lora_r, c.lora_alpha)
         trained.train()
         step = SimpleNamespace(seed=self.seed * 1000 + i, train_steps=steps, batch_size=c.batch_size,
                                learning_rate=c.learning_rate, warmup_ratio=c.warmup_ratio,

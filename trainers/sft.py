@@ -20,13 +20,14 @@ from typing import Any
 from agents.prompts import PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
 from core.episode import Attempt
+from core.progress import show_progress
 from critics.oracle import OracleCritic
 from envs.math_env import feedback_summary
 from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
 from storage import atomic_directory
 
 __all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "refinement_example", "train_tiny_actor",
-           "sft_train"]
+           "sft_train", "with_lora"]
 
 
 @dataclass
@@ -69,6 +70,14 @@ class ActorSFTConfig:
         if unknown:
             raise ValueError(f"unknown ActorSFTConfig key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
         return cls(model=model, **d)
+
+
+def with_lora(model: Any, r: int, alpha: int, dropout: float = 0.0, target_modules: str | list[str] = "all-linear") -> Any:
+    """``model`` wrapped in a LoRA adapter (peft); :func:`sft_train` merges it back into the saved weights."""
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(model, LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=target_modules,
+                                            task_type="CAUSAL_LM"))
 
 
 def refinement_example(template: Any, question: str, attempt: Attempt, steps: Sequence[str]) -> tuple[str, str]:
@@ -185,7 +194,7 @@ def _train_phase(model: Any, tokenizer: Any, phase: SFTPhase, config: Any, work_
         seed=config.seed,
         data_seed=config.seed,
         dataloader_num_workers=0,
-        disable_tqdm=True,
+        disable_tqdm=not show_progress(),
         bf16=False,
         train_sampling_strategy=phase.sampling_strategy or getattr(config, "sampling_strategy", "random"),
     )
