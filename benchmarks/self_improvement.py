@@ -30,7 +30,8 @@ from storage import atomic_write_json, atomic_write_text  # noqa: E402
 
 def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Path) -> dict:
     folder = out / f"N{n}-seed{seed}"
-    overrides = ["recipe=paper_tiny", "stages=[self_improve]", f"run_dir={folder}", f"seed={seed}", "critic.model=checkpoints/tiny-critic",
+    overrides = ["recipe=paper_tiny", "stages=[self_improve]", f"run_dir={folder}", f"seed={seed}",
+                 "critic.model=checkpoints/tiny-critic",
                  f"self_improve.samples_per_problem={n}", f"self_improve.algorithms=[{','.join(algorithms)}]",
                  "tracking.mode=disabled", "resume=true", *extra]
     results = folder / "results" / "self_improve.json"

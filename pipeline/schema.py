@@ -88,7 +88,7 @@ class EvalConfig:
 def short_critic_recipe() -> CriticSFTConfig:
     """The default run's critic: the shipped one, fine-tuned briefly on the run's own critique data (the full
     recipe, CriticSFTConfig's defaults, takes about 2 hours: recipe=paper_tiny uses its result as shipped)."""
-    return CriticSFTConfig(init="checkpoint", checkpoint="checkpoints/tiny-critic", train_steps=100,
+    return CriticSFTConfig(init="checkpoint", checkpoint="checkpoints/tiny-critic", train_steps=40,
                            learning_rate=2e-4, verdict_line_steps=0, verdict_steps=0)
 
 
@@ -101,7 +101,7 @@ class CriticTrainingConfig:
 
 @dataclass
 class EvalCriticConfig:
-    problems_per_level: int = 12
+    problems_per_level: int = 6
     temperature: float = 1.0          # the actor's sampling temperature for the natural-mistake set
     samples_per_problem: int = 2
     critics: list[str] = field(default_factory=lambda: ["model", "model_likelihood", "model_checks", "self",
@@ -122,16 +122,16 @@ class CalibrateCriticConfig:
 @dataclass
 class EvalTestTimeConfig:
     critics: list[str] = field(default_factory=lambda: ["none", "self", "model", "model_likelihood", "oracle"])
-    problems_per_level: int = 8
+    problems_per_level: int = 5
     levels: list[int] | None = None   # null: every level of the source
     hard_levels: list[int] = field(default_factory=lambda: [7, 8])
     max_rounds: int = 2
     refine_temperature: float = 0.5
     split: str = "test"
     temperature: float = 0.5
-    k_max: int = 8
-    budget_k_max: int = 16
-    ks: list[int] = field(default_factory=lambda: [1, 2, 4, 8])
+    k_max: int = 4
+    budget_k_max: int = 8
+    ks: list[int] = field(default_factory=lambda: [1, 2, 4])
     sample_rounds: int = 1
     table_episodes: int = 40
 

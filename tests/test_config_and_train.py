@@ -153,8 +153,9 @@ def test_train_py_runs_the_default_stages(tmp_path):
 def test_calibrate_critic_sweeps_the_bound_on_training_problems(tmp_path):
     run_dir = tmp_path / "run"
     stages = "stages=[warmup,critic_training,calibrate_critic]"
-    proc = _train(f"run_dir={run_dir}", stages, "critic_training.init=shipped", "calibrate_critic.levels=[3]", "calibrate_critic.problems_per_level=4",
-                  "calibrate_critic.accept_probabilities=[0.01,0.9]", cwd=ROOT, timeout=600)
+    proc = _train(f"run_dir={run_dir}", stages, "critic_training.init=shipped", "calibrate_critic.levels=[3]",
+                  "calibrate_critic.problems_per_level=4", "calibrate_critic.accept_probabilities=[0.01,0.9]",
+                  cwd=ROOT, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]
     metrics = json.loads((run_dir / "results" / "calibrate_critic.json").read_text())["metrics"]
     rows = metrics["rows"]

@@ -24,7 +24,7 @@ def test_each_registry_entry_has_its_config_and_each_config_its_entry():
     assert set(groups["critic"]) == set(CRITICS)
     assert set(groups["problems"]) == set(PROBLEM_SOURCES)
     assert {"hf", "openai", "vllm"} == set(BACKENDS)
-    assert {"critique", "rft", "grpo", "grpo_critic"} == set(ALGORITHMS)
+    assert {"critique", "rft", "grpo", "grpo_critic", "rllib_ppo"} == set(ALGORITHMS)
 
 
 def test_the_yaml_default_run_and_the_dataclass_defaults_agree():

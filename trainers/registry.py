@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from core.registry import Registry
 from trainers.grpo import GRPOBaseline
+from trainers.rllib_ppo import RLlibPPO
 from trainers.self_improve import SelfImprover
 
 __all__ = ["ALGORITHMS", "AlgorithmEntry"]
@@ -27,5 +28,7 @@ ALGORITHMS: Registry[AlgorithmEntry] = Registry("self_improve algorithm")
 ALGORITHMS.register("critique", AlgorithmEntry(SelfImprover, "critique-in-the-loop (the paper's)", True))
 ALGORITHMS.register("rft", AlgorithmEntry(SelfImprover, "vanilla rejection-sampling fine-tuning", False))
 ALGORITHMS.register("grpo", AlgorithmEntry(GRPOBaseline, "GRPO (TRL) with the verifier as reward", False))
+ALGORITHMS.register("rllib_ppo", AlgorithmEntry(RLlibPPO, "PPO (RLlib) on the token-level environment, verifier reward",
+                                                False))
 ALGORITHMS.register("grpo_critic", AlgorithmEntry(GRPOBaseline, "GRPO plus the critic's step share as dense reward",
                                                   True))

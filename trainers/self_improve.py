@@ -64,6 +64,21 @@ class GRPOSettings:
 
 
 @dataclass
+class PPOSettings:
+    """The RLlib PPO baseline's own settings (trainers/rllib_ppo.py): one action per token."""
+
+    learning_rate: float = 1e-4
+    batch_timesteps: int = 2048        # token steps per PPO update (train_batch_size_per_learner)
+    minibatch: int = 256
+    epochs: int = 1
+    fragment: int = 256                # rollout_fragment_length
+    clip: float = 0.2
+    entropy_coeff: float = 0.0
+    gae_lambda: float = 0.95
+    max_length: int = 192              # the observation's tokens (prompt, feedback and the solution so far)
+
+
+@dataclass
 class SelfImproveConfig:
     """The ``self_improve:`` config: every algorithm in ``algorithms`` runs from the same warm-up actor on the
     same problems and the same generation budget (``problems_per_iteration x samples_per_problem``)."""
@@ -72,7 +87,7 @@ class SelfImproveConfig:
     critic: str = "model_likelihood"  # the critic in the loop (a name in critics.registry)
     actor: str | None = "checkpoints/tiny-actor-easy"  # the checkpoint every algorithm starts from (null: the run's)
     iterations: int = 2
-    problems_per_iteration: int = 64
+    problems_per_iteration: int = 48
     samples_per_problem: int = 4      # generation budget per iteration = problems_per_iteration * this
     refine_share: float = 0.25        # critique: the share of the budget kept for refinements
     difficulty_aware: bool = True     # critique: more samples and refinements for problems with low pass rates
@@ -99,6 +114,7 @@ class SelfImproveConfig:
     eval_problems_per_level: int = 12
     eval_split: str = "test"          # the held-out measurement's split (train: for choosing settings)
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
+    ppo: PPOSettings = field(default_factory=PPOSettings)
 
     def __post_init__(self) -> None:
         if not 0 <= self.refine_share < 1:

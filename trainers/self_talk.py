@@ -42,9 +42,9 @@ class SelfTalkConfig:
     seed: int = 0
     sources: list[str] = field(default_factory=lambda: ["critique_data", "self_improve"])  # what becomes transcripts
     rows: str | None = None         # sources=[..., rows]: a file of the paper's refinement rows (data://... allowed)
-    examples: int = 1000            # transcripts to train on (drawn from the pools, with repetition if short)
+    examples: int = 600             # transcripts to train on (drawn from the pools, with repetition if short)
     correction_share: float = 0.5   # share of them with a self-correction
-    train_steps: int = 120
+    train_steps: int = 60
     batch_size: int = 32
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.05
