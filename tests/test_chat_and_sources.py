@@ -198,6 +198,10 @@ def test_every_recipe_composes_resolves_and_every_stage_takes_it(recipe):
     cfg = load_config([f"recipe={recipe}"])
     OmegaConf.to_yaml(cfg)  # every interpolation resolves
     assert cfg.stages and check_config(cfg) == []
+    if recipe == "paper_tiny":  # the tiny world at full size: the default run's stages and model, bigger
+        assert cfg.problems.name == "synthetic" and cfg.stages == load_config([]).stages
+        assert cfg.critic_training.init == "shipped" and cfg.test_time.k_max == 8
+        return
     assert cfg.problems.name in ("gsm8k", "math") and cfg.actor.model
     # a real source under any recipe, and the same checks for MATH
     assert check_config(load_config([f"recipe={recipe}", "problems=math"])) == []

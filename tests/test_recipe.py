@@ -71,8 +71,8 @@ def test_shipped_checkpoint_matches_the_configured_recipe():
 
 
 def test_shipped_critic_matches_the_configured_recipe_and_data():
-    """The shipped critic is the configured recipe (``critic_training.init=actor``) trained in one go on the
-    autocritique=full dataset: whole critiques, then the two verdict drills."""
+    """The shipped critic is recipe=paper_tiny's critic recipe (``critic_training.init=actor``) trained in one go
+    on the autocritique=full dataset: whole critiques, then the two verdict drills."""
     from dataclasses import asdict, replace
 
     from pipeline import load_config
@@ -80,7 +80,7 @@ def test_shipped_critic_matches_the_configured_recipe_and_data():
 
     shipped = json.loads((SHIPPED_CRITIC / "recipe.json").read_text())
     cfg = load_config(["autocritique=full"])
-    configured = asdict(replace(cfg.critic_training.recipe, init="actor"))
+    configured = asdict(replace(load_config(["recipe=paper_tiny"]).critic_training.recipe, init="actor"))
     recipe = {k: v for k, v in shipped["recipe"].items() if k not in ("threads", "actor_checkpoint")}
     assert recipe == {k: v for k, v in configured.items() if k != "threads"}
     assert [(p["name"], p["train_steps"]) for p in shipped["phases"]] == [
