@@ -20,7 +20,8 @@ from core.episode import EpisodeRecord, Generation
 from core.protocols import LMBackend
 from core.sampling import Completion, SamplingParams
 
-__all__ = ["Actor", "ActorConfig", "SampledLine", "backend_template", "build_actor", "split_completion_lines"]
+__all__ = ["Actor", "ActorConfig", "SampledLine", "backend_template", "build_actor", "episode_header",
+           "split_completion_lines"]
 
 
 @dataclass
@@ -58,6 +59,14 @@ def split_completion_lines(tokenizer: Any, ids: Sequence[int], template: PromptT
     if current:
         close()
     return lines
+
+
+def episode_header(template: PromptTemplate | ChatTemplate, record: EpisodeRecord, feedback: str) -> str:
+    """The prompt's opening for an episode's next action: the question and, after a critique, its feedback (chat
+    templates also quote the attempt it answers); the kept solution lines follow it."""
+    last = record.attempts[-1] if feedback and record.attempts else None
+    return template.header(record.problem.question, feedback, previous=last.steps if last else None,
+                           critique=last.critique if last else None)
 
 
 class Actor:
@@ -127,9 +136,7 @@ class Actor:
         return kept, retokenized
 
     def _prompt(self, record: EpisodeRecord, feedback: str) -> tuple[str | list[int], bool]:
-        last = record.attempts[-1] if feedback and record.attempts else None
-        header = self.template.header(record.problem.question, feedback, previous=last.steps if last else None,
-                                      critique=last.critique if last else None)
+        header = episode_header(self.template, record, feedback)
         kept, retokenized = self._kept_lines(record)
         self._lines[id(record)] = (record, kept)
         if self.backend.tokenizer is None:  # a text-only backend: the server tokenises

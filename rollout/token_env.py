@@ -19,7 +19,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from agents.actor import ActorConfig, build_actor
+from agents.actor import ActorConfig, build_actor, episode_header
 from agents.prompts import ChatTemplate, PromptTemplate
 from critics.registry import CriticConfig, build_critic
 from envs.math_env import EnvConfig, MathReasoningEnv
@@ -93,10 +93,7 @@ class TokenMathEnv(gym.Wrapper):
     def _prompt_ids(self, feedback: str) -> list[int]:
         """The prompt the actor is given now: the header (with the feedback on the last attempt) and kept steps."""
         record = self.env.unwrapped.record
-        last = record.attempts[-1] if feedback and record.attempts else None
-        header = self.template.header(record.problem.question, feedback, previous=last.steps if last else None,
-                                      critique=last.critique if last else None)
-        text = header + self.template.solution_lines(record.steps)
+        text = episode_header(self.template, record, feedback) + self.template.solution_lines(record.steps)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def _observation(self) -> dict[str, np.ndarray]:

@@ -27,6 +27,7 @@ from critics.registry import CriticConfig, build_critic
 from envs.math_env import EnvConfig, MathReasoningEnv
 from rollout.ray_pool import RayConfig, init_ray
 from rollout.token_env import TokenMathEnv
+from storage import atomic_directory
 from trainers.self_improve import SelfImprover
 
 __all__ = ["ActorRLModule", "RLlibPPO"]
@@ -178,7 +179,6 @@ class RLlibPPO(SelfImprover):
 
     def _save_model(self, model: Any, i: int) -> None:
         _, tokenizer = trainable(self.actor.backend)
-        folder = self.out_dir / f"iter_{i}" / "model"
-        folder.mkdir(parents=True, exist_ok=True)
-        model.save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        with atomic_directory(self.out_dir / f"iter_{i}" / "model") as folder:
+            model.save_pretrained(folder)
+            tokenizer.save_pretrained(folder)
