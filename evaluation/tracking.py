@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from core.critique import Critique
 from core.episode import EpisodeRecord
 
-__all__ = ["Tracker", "EPISODE_COLUMNS", "episode_rows", "parse_markdown_table", "scalars"]
+__all__ = ["Tracker", "CRITIQUE_COLUMNS", "EPISODE_COLUMNS", "critique_rows", "episode_rows", "parse_markdown_table",
+           "scalars"]
 
 MODES = ("offline", "online", "disabled")
 EPISODE_COLUMNS = ["problem_id", "difficulty", "problem", "round", "solution", "critic_verdicts", "feedback",
                    "final_answer", "gold", "reward"]
+CRITIQUE_COLUMNS = ["problem_id", "difficulty", "problem", "set", "solution", "critic_verdicts", "feedback",
+                    "critic_first_error", "true_first_error", "critic_says_wrong", "truly_wrong", "gold"]
 
 
 class Tracker:
@@ -157,4 +161,17 @@ def episode_rows(records: Sequence[EpisodeRecord]) -> list[list[Any]]:
         if not attempts:
             rows.append([p.id, p.difficulty, p.question, 0, "\n".join(record.steps), "(no review)", "",
                          record.final_answer, p.answer, record.total_reward])
+    return rows
+
+
+def critique_rows(solutions: Sequence[Any], critiques: Sequence[Critique]) -> list[list[Any]]:
+    """One row per judged solution (``evaluation.critic_eval.LabeledSolution``): the critic's verdict per step
+    beside the verifier's and the oracle's truth, so its false alarms and misses can be read one by one."""
+    rows = []
+    for sol, critique in zip(solutions, critiques):
+        p, first = sol.problem, critique.first_error_step
+        verdicts = "\n".join(j.render() for j in critique.steps) or "(no review)"
+        rows.append([p.id, p.difficulty, p.question, sol.subset, "\n".join(sol.steps), verdicts,
+                     critique.feedback_for(first) if first else "", first, sol.first_error, not critique.is_correct,
+                     sol.wrong, p.answer])
     return rows

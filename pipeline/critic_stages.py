@@ -25,6 +25,7 @@ from critics.registry import CRITICS
 from envs.registry import PROBLEM_SOURCES, ProblemsConfig, problems_for
 from evaluation.critic_eval import collect_eval_solutions, read_processbench, score_critic, score_processbench
 from evaluation.report import calibration_table, format_critic_table, processbench_table
+from evaluation.tracking import CRITIQUE_COLUMNS, critique_rows
 from pipeline.checkpoints import SHIPPED_CRITIC, copy_checkpoint, repo_path
 from pipeline.config import ConfigError
 from pipeline.context import Run
@@ -177,6 +178,8 @@ def _sampled_sets(run: Run, e: EvalCriticConfig, actor: Actor, critics: dict) ->
         for subset, solutions in sets.items():
             critiques = critic.critique_batch([s.problem for s in solutions], [s.steps for s in solutions])
             scores[label][subset] = score_critic(critiques, solutions)
+            run.tracker.table(f"episodes/{label}/{subset}", CRITIQUE_COLUMNS,
+                              critique_rows(solutions[: e.table_episodes], critiques[: e.table_episodes]))
             if subset == "natural":
                 by_level[label] = _by_level(critiques, solutions)
         if isinstance(critic, ModelCritic):

@@ -1,5 +1,6 @@
-"""The run's report, ``<run_dir>/report.md``: what was run, each stage's time and headline table, the plots a
-person would rather look at, and a few sentences of what the numbers say -- readable without W&B.
+"""The run's report, ``<run_dir>/report.md`` (and ``report.html``, the same for a browser): what was run, each
+stage's time and headline table, the plots a person would rather look at, and a few sentences of what the numbers
+say -- readable without W&B.
 
 It is rebuilt from the run folder (``results/*.json``, ``stages/*.json``) after every ``train.py`` call, so a
 resumed or partly cached run gets one report of everything it holds. Plots are PNGs under ``results/``.
@@ -8,6 +9,7 @@ resumed or partly cached run gets one report of everything it holds. Plots are P
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import importlib.metadata
 import os
 import platform
@@ -21,7 +23,7 @@ from pipeline.context import Run
 from pipeline.schema import RunConfig
 from storage import atomic_write_text, read_json
 
-__all__ = ["HEADLINES", "findings", "write_report"]
+__all__ = ["HEADLINES", "findings", "to_html", "write_report"]
 
 # each stage's headline table (a key of its results' ``tables``; the first one where not named)
 HEADLINES = {"eval_test_time": "refine", "self_improve": "heldout", "self_talk": "accuracy"}
@@ -158,4 +160,20 @@ def write_report(cfg: RunConfig, run_dir: Path, summary: dict[str, dict[str, Any
     if plots:
         lines += ["## Plots", ""]
         lines += [f"**{title}**\n\n![{title}](results/{path.name})\n" for title, path in plots]
-    return atomic_write_text(run_dir / "report.md", "\n".join(lines) + "\n")
+    text = "\n".join(lines) + "\n"
+    atomic_write_text(run_dir / "report.html", to_html(text, f"Run report: {run_dir.name}"))
+    return atomic_write_text(run_dir / "report.md", text)
+
+
+_STYLE = ("body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;line-height:1.45}"
+          "table{border-collapse:collapse;margin:.5rem 0}td,th{border:1px solid #ccc;padding:.2rem .5rem;"
+          "text-align:left}th{background:#f3f3f3}img{max-width:100%}code{background:#f3f3f3;padding:0 .2rem}")
+
+
+def to_html(markdown: str, title: str) -> str:
+    """The report as one HTML page beside it (plots linked by the same relative paths), for a browser."""
+    from markdown_it import MarkdownIt  # rich's own markdown parser, so no extra dependency
+
+    body = MarkdownIt("commonmark").enable("table").render(markdown)
+    return (f"<!doctype html><html><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")

@@ -109,6 +109,7 @@ class EvalCriticConfig:
     extra_models: dict[str, str] = field(default_factory=dict)  # more critique checkpoints, {label: path}
     processbench: str | None = None   # a step-labelled JSONL in ProcessBench's format, scored for every critic too
     processbench_only: bool = False   # score that file alone (no samples of the actor)
+    table_episodes: int = 40          # solutions per critic logged as a W&B table
 
 
 @dataclass

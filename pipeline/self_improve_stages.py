@@ -15,6 +15,7 @@ from core.protocols import RolloutRunner
 from core.registry import RegistryError
 from critics.registry import CRITICS, CriticConfig
 from evaluation.report import self_improve_tables
+from evaluation.tracking import EPISODE_COLUMNS, episode_rows
 from pipeline.checkpoints import repo_path
 from pipeline.config import ConfigError
 from pipeline.context import Run
@@ -64,6 +65,8 @@ def self_improve(run: Run, s: SelfImproveConfig) -> dict[str, Any]:
         try:
             trainer = entry.cls(s, runner, actor, run.dir / "self_improve" / name, run.cfg.problems, algorithm=name,
                                 seed=run.seed)
+            trainer.on_records = lambda key, records, name=name: run.tracker.table(
+                f"episodes/{name}/{key}", EPISODE_COLUMNS, episode_rows(records[: s.table_episodes]))
             histories[name] = [h.to_dict() for h in trainer.run(resume=run.cfg.resume)]
         finally:
             runner.shutdown()

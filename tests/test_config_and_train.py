@@ -138,6 +138,8 @@ def test_train_py_runs_the_default_stages(tmp_path):
     for png in ("accuracy_vs_tokens", "self_improve", "critic_confusion", "accuracy_by_difficulty"):
         assert f"results/{png}.png" in report and (run_dir / "results" / f"{png}.png").stat().st_size > 1000
     assert "stage times:" in proc.stdout
+    page = (run_dir / "report.html").read_text()
+    assert "<table>" in page and '<img src="results/self_improve.png"' in page and "<h2>What the numbers say</h2>" in page
     # W&B, offline: one run per stage, the results' tables, the datasets and checkpoints as artifacts
     runs = sorted((run_dir / "wandb").glob("offline-run-*"))
     assert len(runs) == len(json.loads((run_dir / "config.json").read_text())["stages"])
@@ -145,6 +147,10 @@ def test_train_py_runs_the_default_stages(tmp_path):
               for p in (r / "files" / "media" / "table").rglob("*.table.json")}
     assert {t.split("/")[0] for t in tables} == {"tables", "episodes"}, tables
     assert any(t.startswith("tables/heldout") for t in tables) and any(t.startswith("episodes/self_talk") for t in tables)
+    # episodes one can click through: the critics' verdicts per solution, each self-improvement iteration's rollouts
+    for prefix in ("episodes/trained critic/natural", "episodes/critique/iter_1/explore", "episodes/rft/iter_1/heldout",
+                   "episodes/greedy/"):
+        assert any(t.startswith(prefix) for t in tables), (prefix, tables)
     logged = b"".join(f.read_bytes() for r in runs for f in r.glob("run-*.wandb"))
     for artifact in (b"critique-data", b"critic", b"self-improve-critique-iter-1", b"self-talk", b"rft/heldout"):
         assert artifact in logged, artifact

@@ -32,7 +32,7 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -113,6 +113,7 @@ class SelfImproveConfig:
     max_length: int = 320
     eval_problems_per_level: int = 12
     eval_split: str = "test"          # the held-out measurement's split (train: for choosing settings)
+    table_episodes: int = 40          # episodes per iteration (explored, held-out) logged as W&B tables
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     ppo: PPOSettings = field(default_factory=PPOSettings)
 
@@ -198,6 +199,8 @@ class SelfImprover:
         self.history: list[IterationSummary] = []
         self.kept: list[dict[str, Any]] = []  # every SFT row kept so far (restart="base" and accumulate train on them)
         self._base: dict[str, Any] | None = None  # the starting weights (restart="base")
+        # called with ("iter_<i>/explore" | "iter_<i>/heldout", records) as each set is rolled out (W&B tables)
+        self.on_records: Callable[[str, Sequence[EpisodeRecord]], None] | None = None
 
     # -- the loop ------------------------------------------------------------------------------------------------
 
@@ -250,6 +253,7 @@ class SelfImprover:
                                               first={r.problem.id: r for r in flagged}, critic=critic)
                 restarts += self.runner.last_restarts
         generations = len(drawn) + sum(max(0, len(r.generations) - 1) for r in refined)
+        self._report(f"iter_{i}/explore", drawn + refined)
 
         # 4. keep verified-correct, distinct solutions (and, from refinements, refinement examples)
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
@@ -366,10 +370,15 @@ class SelfImprover:
                                size=self.config.eval_problems_per_level * len(self.problems.levels))
         greedy = replace(self.actor.sampling, temperature=0.0)
         records = self.runner.rollout(heldout, seed=self.seed, sampling=greedy, env={"max_refinements": 0})
+        self._report(f"iter_{i}/heldout", records)
         acc = accuracy_by_difficulty(records)
         return IterationSummary(i, {"overall": acc["overall"]["accuracy"],
                                     "by_difficulty": {k: v["accuracy"] for k, v in acc["by_difficulty"].items()}},
                                 round(time.perf_counter() - started, 1), **fields)
+
+    def _report(self, key: str, records: Sequence[EpisodeRecord]) -> None:
+        if self.on_records is not None:
+            self.on_records(key, records)
 
     def _state_config(self) -> dict[str, Any]:
         """What a resumed run must match: the algorithm, its settings, the problems and the seed."""

@@ -1,4 +1,6 @@
-"""``HFBackend``: any transformers causal LM, batched with left padding and the KV cache, on CPU or CUDA."""
+"""``HFBackend``: any transformers causal LM on CPU or CUDA, generating with continuous batching over a slot KV
+cache (agents/backends/slots.py) or, for models that layout cannot hold, with ``model.generate`` on left-padded
+batches."""
 
 from __future__ import annotations
 
@@ -9,19 +11,29 @@ from typing import Any
 import torch
 
 from agents.backends.base import check_score_inputs, continuation_ids, truncate_at_stop
+from agents.backends.slots import SlotDecoder, supports_slots
 from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["HFBackend"]
 
 
+ENGINES = ("auto", "slots", "generate")
+
+
 class HFBackend:
-    """Loads a local folder or a hub id (``model``), or wraps an already loaded model and tokenizer."""
+    """Loads a local folder or a hub id (``model``), or wraps an already loaded model and tokenizer.
+
+    ``engine``: ``slots`` decodes ``batch_size`` rows at a time and refills a row the moment it ends; ``generate``
+    runs ``model.generate`` on batches of ``batch_size`` rows, each until its longest row ends (the library's
+    reference path); ``auto`` takes ``slots`` whenever every layer is full attention.
+    """
 
     name = "hf"
 
     def __init__(self, model: str | os.PathLike | Any, tokenizer: Any = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None,
-                 refill_chunk: int | None = None, sort_by_length: bool = True):
+                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None, engine: str = "auto"):
+        if engine not in ENGINES:
+            raise ValueError(f"HFBackend: engine must be one of {ENGINES}, got {engine!r}")
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if threads:
@@ -46,8 +58,10 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
-        self.refill_chunk = refill_chunk
-        self.sort_by_length = sort_by_length
+        if engine == "slots" and not supports_slots(self.model):
+            raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
+                             "has sliding-window or recurrent layers (use engine='generate')")
+        self.engine = "slots" if engine == "auto" and supports_slots(self.model) else engine if engine != "auto" else "generate"
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -99,41 +113,32 @@ class HFBackend:
     def _schedule(self, rows: list[list[int]], sampling: SamplingParams) -> list[tuple[list[int], list | None]]:
         """Generate for every row, ``batch_size`` rows at a time.
 
-        With ``refill_chunk`` set, rows advance ``refill_chunk`` tokens per ``model.generate`` call; a finished row
-        leaves the batch and a waiting one takes its place (continuous batching at chunk granularity), so the
-        batch never idles on rows that already ended. Without it, each batch runs until its longest row ends.
+        Rows of similar prompt length tend to need similar completion lengths, so they are taken in that order,
+        longest first: with ``generate`` fewer rows idle while a batch's longest one finishes, and with ``slots``
+        an admitted prompt seldom outgrows the current column.
         """
-        out: list[tuple[list[int], list | None]] = [([], [] if sampling.logprobs else None) for _ in rows]
-        # rows of similar prompt length tend to need similar completion lengths: batching them together means
-        # fewer rows idle while the longest one finishes
-        waiting = sorted(range(len(rows)), key=lambda r: len(rows[r])) if self.sort_by_length else list(range(len(rows)))[::-1]
-        active: list[int] = []
-        chunk = self.refill_chunk or sampling.max_new_tokens
-        while waiting or active:
-            while waiting and len(active) < self.batch_size:
-                active.append(waiting.pop())
-            inputs = [rows[r] + out[r][0] for r in active]
-            steps = min(chunk, max(sampling.max_new_tokens - len(out[r][0]) for r in active))
-            new_ids, new_lps = self._generate_rows(inputs, sampling, steps)
-            still = []
-            for j, r in enumerate(active):
-                ids, lps = out[r]
-                room = sampling.max_new_tokens - len(ids)
-                ids.extend(new_ids[j][:room])
-                if lps is not None:
-                    lps.extend(new_lps[j][:room])
-                if not self._finished(ids, sampling):
-                    still.append(r)
-            active = still
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r]))
+        if self.engine == "slots":
+            decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size)
+            return decoder.run(rows, order, sampling, lambda ids: self._finished(ids, sampling))
+        out: list[tuple[list[int], list | None]] = [([], None)] * len(rows)
+        for i in range(0, len(order), self.batch_size):
+            batch = order[i:i + self.batch_size]
+            new_ids, new_lps = self._generate_rows([rows[r] for r in batch], sampling, sampling.max_new_tokens)
+            for j, r in enumerate(batch):
+                out[r] = (new_ids[j], new_lps[j] if new_lps is not None else None)
         return out
 
     def _finished(self, ids: list[int], sampling: SamplingParams) -> bool:
-        tok = self.tokenizer
-        if len(ids) >= sampling.max_new_tokens or tok.eos_token_id in ids:
+        """Whether a row that just grew by ``ids[-1]`` is done; a stop string is looked for where it could have
+        just been completed, in the text of the last few tokens."""
+        tok, last = self.tokenizer, ids[-1]
+        if len(ids) >= sampling.max_new_tokens or last == tok.eos_token_id or last == tok.pad_token_id:
             return True
-        if tok.pad_token_id != tok.eos_token_id and tok.pad_token_id in ids:
-            return True
-        return bool(sampling.stop) and truncate_at_stop(tok.decode(ids, skip_special_tokens=True), sampling.stop)[1]
+        if not sampling.stop:
+            return False
+        window = 2 * max(len(s) for s in sampling.stop) + 2
+        return truncate_at_stop(tok.decode(ids[-window:], skip_special_tokens=True), sampling.stop)[1]
 
     def _generate_rows(self, batch: list[list[int]], sampling: SamplingParams,
                        max_new_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]:

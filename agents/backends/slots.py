@@ -1,0 +1,259 @@
+"""Continuous batching at token granularity for a transformers causal LM, on its own forward pass.
+
+``model.generate`` runs a batch until its longest row ends: on the rollout's mixed-length completions most
+forward-pass rows are padding after EOS, and its growing KV cache is concatenated afresh at every token. The
+:class:`SlotDecoder` keeps a fixed set of *slots* in a preallocated KV cache (:class:`SlotCache`, a transformers
+``Cache``), all decoding one token per forward pass; a row that ends frees its slot and the next waiting prompt is
+prefilled into it at once.
+
+Layout: every slot writes its next token at the same cache column; a slot's own tokens are a contiguous span of
+columns ending there, its positions are its own (``position_ids``), and a 4D mask hides every other column. A
+prefilled prompt is placed so that it ends at the current column; when the columns run out, the spans are shifted
+left past the oldest live one. The model's code is untouched: it sees an ordinary cache and a prepared mask.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+import torch
+from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
+
+from core.sampling import SamplingParams
+
+__all__ = ["SlotCache", "SlotDecoder", "supports_slots"]
+
+
+def supports_slots(model) -> bool:
+    """Every layer full attention (no sliding window, no recurrent state): what the slot layout can hold."""
+    config = model.config
+    types = getattr(config, "layer_types", None) or []
+    if any(t != "full_attention" for t in types):
+        return False
+    if getattr(config, "sliding_window", None) and getattr(config, "use_sliding_window", True):
+        return False
+    return not getattr(config, "is_encoder_decoder", False)
+
+
+class _SlotLayer(CacheLayerMixin):
+    """One layer's keys and values: ``(slots, heads, columns, head_dim)``, written at the decoder's column."""
+
+    is_sliding = False
+
+    def __init__(self, owner: SlotCache):
+        super().__init__()
+        self.owner = owner
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        shape = (self.owner.slots, key_states.shape[1], self.owner.columns)
+        self.keys = key_states.new_zeros(*shape, key_states.shape[-1])
+        self.values = value_states.new_zeros(*shape, value_states.shape[-1])
+        self.device = key_states.device
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        # decode: the first ``live`` slots write one token each at ``column`` and read every column up to it (views)
+        live, col = key_states.shape[0], self.owner.column
+        self.keys[:live, :, col:col + 1] = key_states
+        self.values[:live, :, col:col + 1] = value_states
+        return self.keys[:live, :, :col + 1], self.values[:live, :, :col + 1]
+
+    def place(self, slots: torch.Tensor, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
+        if not self.is_initialized:
+            self.lazy_initialization(keys, values)
+        width = keys.shape[2]
+        self.keys[slots, :, start:start + width] = keys
+        self.values[slots, :, start:start + width] = values
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.owner.column + query_length, 0
+
+    def get_seq_length(self) -> int:
+        return self.owner.column
+
+    def get_max_length(self) -> int:
+        return self.owner.columns
+
+
+class SlotCache(Cache):
+    """A KV cache of ``slots`` rows by ``columns`` token columns, one :class:`_SlotLayer` per model layer."""
+
+    def __init__(self, num_layers: int, slots: int, columns: int):
+        self.slots, self.columns, self.column = slots, columns, 0
+        super().__init__(layers=[_SlotLayer(self) for _ in range(num_layers)])
+
+    def place(self, slots: torch.Tensor, start: int, prefill: DynamicCache) -> None:
+        """Copy a prefill's keys and values (rows left-padded to one width) into ``slots`` from column ``start``."""
+        for layer, source in zip(self.layers, prefill.layers):
+            layer.place(slots, start, source.keys, source.values)
+
+    def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
+        """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
+        for layer in self.layers:
+            if layer.is_initialized:
+                layer.keys[dst, :, to:to + width] = layer.keys[src, :, begin:begin + width].clone()
+                layer.values[dst, :, to:to + width] = layer.values[src, :, begin:begin + width].clone()
+
+
+class SlotDecoder:
+    """Generates a completion for every prompt row with at most ``slots`` rows decoding at once.
+
+    ``finished(ids)`` says whether a row's completion so far is done (EOS, a stop string, the length limit).
+    Rows are admitted in the order given; tokens of a greedy row equal ``generate``'s up to floating-point ties.
+    """
+
+    def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int | None = None):
+        # ``margin``: cache columns beyond the longest row; a compaction runs about once per ``margin`` tokens
+        self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, margin
+        self.device = next(model.parameters()).device
+        self.num_layers = model.config.get_text_config().num_hidden_layers
+        # transformers 5 renamed ``past_key_values`` to ``cache``; a model's own code may still take the old name
+        self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+    @torch.inference_mode()
+    def run(self, rows: list[list[int]], order: list[int], sampling: SamplingParams,
+            finished: Callable[[list[int]], bool]) -> list[tuple[list[int], list[float] | None]]:
+        out: list[tuple[list[int], list[float] | None]] = [([], [] if sampling.logprobs else None) for _ in rows]
+        if not rows:
+            return out
+        slots = min(self.slots, len(rows))
+        longest = max(len(r) for r in rows) + sampling.max_new_tokens
+        cache = SlotCache(self.num_layers, slots, columns=longest + (self.margin or max(64, sampling.max_new_tokens)))
+        valid = torch.zeros(slots, cache.columns, dtype=torch.bool, device=self.device)
+        start = [0] * slots  # first column of each slot's span
+        position = torch.zeros(slots, dtype=torch.long, device=self.device)
+        token = torch.full((slots,), self.pad, dtype=torch.long, device=self.device)
+        row_of: list[int | None] = [None] * slots
+        waiting = list(reversed(order))
+        live = slots  # slots [0, live) take part in forward passes
+        generator = None
+        if not sampling.greedy and sampling.seed is not None:
+            generator = torch.Generator(device=self.device).manual_seed(sampling.seed)
+
+        def emit(slots_: list[int], logits: torch.Tensor) -> None:
+            """Choose each slot's next token; a row that is done frees its slot."""
+            chosen, logprobs = self._choose(logits, sampling, generator)
+            chosen_list = chosen.tolist()
+            lp_list = logprobs.tolist() if logprobs is not None else None
+            for j, s in enumerate(slots_):
+                ids, lps = out[row_of[s]]
+                ids.append(chosen_list[j])
+                if lps is not None:
+                    lps.append(lp_list[j])
+                if finished(ids):
+                    row_of[s] = None
+                    valid[s] = False
+                else:
+                    token[s] = chosen_list[j]
+
+        while True:
+            free = [s for s in range(live) if row_of[s] is None]
+            if waiting and free:
+                new = [waiting.pop() for _ in range(min(len(free), len(waiting)))]
+                width = max(len(rows[r]) for r in new)
+                if cache.columns - max(cache.column, width) < 1:
+                    self._compact(cache, valid, start, row_of, live)
+                if cache.column < width:  # the prompts must end at the current column: the live spans move right
+                    self._shift(cache, valid, start, row_of, live, width - cache.column)
+                emit(free[:len(new)], self._prefill(cache, valid, start, position, row_of, free, new, rows))
+            busy = [s for s in range(live) if row_of[s] is not None]
+            if not busy:
+                if waiting:
+                    continue
+                return out
+            if not waiting and len(busy) <= live // 2:
+                live = self._repack(cache, valid, start, position, token, row_of, busy)
+                busy = list(range(live))
+            if cache.column >= cache.columns:
+                self._compact(cache, valid, start, row_of, live)
+            col = cache.column
+            valid[:live, col] = True  # idle slots see their own column only: no row is all masked
+            mask = torch.zeros(live, 1, 1, col + 1, dtype=self.model.dtype, device=self.device)
+            mask.masked_fill_(~valid[:live, None, None, :col + 1], torch.finfo(mask.dtype).min)
+            logits = self.model(input_ids=token[:live, None], attention_mask=mask, position_ids=position[:live, None],
+                                use_cache=True, **{self.cache_kw: cache}).logits[:, -1]
+            for s in range(live):
+                if row_of[s] is None:
+                    valid[s, col] = False
+            cache.column += 1
+            position[torch.tensor(busy, device=self.device)] += 1
+            emit(busy, logits[busy])
+
+    def _prefill(self, cache: SlotCache, valid, start, position, row_of, free, new, rows) -> torch.Tensor:
+        """Run the new prompts (left-padded together) and place them so each ends just before the current column."""
+        width, col = max(len(rows[r]) for r in new), cache.column
+        ids = torch.full((len(new), width), self.pad, dtype=torch.long)
+        attention = torch.zeros((len(new), width), dtype=torch.long)
+        for j, r in enumerate(new):
+            ids[j, width - len(rows[r]):] = torch.tensor(rows[r])
+            attention[j, width - len(rows[r]):] = 1
+        attention = attention.to(self.device)
+        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        prefill = DynamicCache()
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=attention, position_ids=positions,
+                            use_cache=True, logits_to_keep=1, **{self.cache_kw: prefill}).logits[:, -1]
+        slots = torch.tensor(free[:len(new)], device=self.device)
+        cache.place(slots, col - width, prefill)
+        for s, r in zip(free, new):
+            row_of[s] = r
+            start[s] = col - len(rows[r])
+            valid[s] = False
+            valid[s, start[s]:col] = True
+            position[s] = len(rows[r])
+        return logits
+
+    def _compact(self, cache: SlotCache, valid, start, row_of, live: int) -> None:
+        """Shift every span left past the columns no live row uses any more (spans are contiguous and no longer
+        than the longest row, so this always frees at least the cache's margin)."""
+        busy = [s for s in range(live) if row_of[s] is not None]
+        self._shift(cache, valid, start, row_of, live, -min((start[s] for s in busy), default=cache.column))
+
+    def _shift(self, cache: SlotCache, valid, start, row_of, live: int, by: int) -> None:
+        """Move every live slot's columns by ``by`` (left when negative); the current column moves with them."""
+        begin = max(0, -by)
+        width = cache.column - begin
+        every = torch.arange(live, device=self.device)
+        cache.move(every, every, begin, width, to=begin + by)
+        moved = valid[:live, begin:begin + width].clone()
+        valid[:live] = False
+        valid[:live, begin + by:begin + by + width] = moved
+        for s in range(live):
+            if row_of[s] is not None:
+                start[s] += by
+        cache.column += by
+
+    def _repack(self, cache: SlotCache, valid, start, position, token, row_of, busy: list[int]) -> int:
+        """Move the busy slots to the front so forward passes stop computing idle ones."""
+        src = torch.tensor(busy, device=self.device)
+        dst = torch.arange(len(busy), device=self.device)
+        cache.move(src, dst, 0, cache.column)
+        valid[:len(busy)] = valid[src].clone()
+        position[:len(busy)] = position[src].clone()
+        token[:len(busy)] = token[src].clone()
+        moved_start, moved_rows = [start[s] for s in busy], [row_of[s] for s in busy]
+        for j in range(len(row_of)):
+            start[j] = moved_start[j] if j < len(busy) else 0
+            row_of[j] = moved_rows[j] if j < len(busy) else None
+        return len(busy)
+
+    @staticmethod
+    def _choose(logits: torch.Tensor, sampling: SamplingParams,
+                generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Greedy argmax, or a draw at ``temperature`` from the top-``top_p`` nucleus; log-probabilities are of the
+        distribution drawn from (as ``generate``'s processed scores are)."""
+        scores = logits.float()
+        if sampling.greedy:
+            chosen = scores.argmax(-1)
+        else:
+            scores = scores / sampling.temperature
+            if sampling.top_p < 1:
+                ordered, index = scores.sort(-1, descending=True)
+                probs = ordered.softmax(-1)
+                drop = probs.cumsum(-1) - probs > sampling.top_p  # the top token is always kept
+                scores = scores.scatter(-1, index, ordered.masked_fill(drop, float("-inf")))
+            chosen = torch.multinomial(scores.softmax(-1), 1, generator=generator)[:, 0]
+        logprobs = None
+        if sampling.logprobs:
+            logprobs = scores.log_softmax(-1).gather(-1, chosen[:, None])[:, 0]
+        return chosen, logprobs

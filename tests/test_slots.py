@@ -1,0 +1,86 @@
+"""The slot engine (continuous batching over a slot KV cache) against ``model.generate``, the library's path."""
+
+import pytest
+
+from agents.backends import SamplingParams
+from agents.backends.hf import HFBackend
+from agents.backends.slots import SlotDecoder
+from agents.prompts import PromptTemplate
+from envs import SyntheticArithmetic
+from pipeline.checkpoints import SHIPPED_ACTOR
+
+TEMPLATE = PromptTemplate(number_format="reversed")
+# every length of problem, so prompts and completions differ in length and rows end at different tokens
+PROMPTS = [TEMPLATE.prompt(p.question) for p in SyntheticArithmetic(size=40, min_steps=1, max_steps=8, split="test", seed=5)]
+
+
+@pytest.fixture(scope="module")
+def engines():
+    reference = HFBackend(SHIPPED_ACTOR, threads=2, batch_size=16, engine="generate")
+    slots = HFBackend(reference.model, reference.tokenizer, batch_size=6, engine="slots")
+    return reference, slots
+
+
+def _ids(out):
+    return [[c.token_ids for c in row] for row in out]
+
+
+def test_auto_engine_is_slots_for_full_attention(engines):
+    assert HFBackend(engines[0].model, engines[0].tokenizer).engine == "slots"
+
+
+@pytest.mark.parametrize("sampling", [SamplingParams(max_new_tokens=120),
+                                      SamplingParams(max_new_tokens=40, stop=("\n",), n=2, logprobs=True)])
+def test_greedy_tokens_equal_generate(engines, sampling):
+    reference, slots = engines
+    expected, got = reference.generate(PROMPTS, sampling), slots.generate(PROMPTS, sampling)
+    assert _ids(got) == _ids(expected)
+    assert [[c.text for c in row] for row in got] == [[c.text for c in row] for row in expected]
+    assert [[c.finish_reason for c in row] for row in got] == [[c.finish_reason for c in row] for row in expected]
+    if sampling.logprobs:
+        for row_got, row_expected in zip(got, expected):
+            assert row_got[0].logprobs == pytest.approx(row_expected[0].logprobs, abs=1e-4)
+    if sampling.stop:
+        assert all(c.text.count("\n") <= 1 for row in got for c in row)
+
+
+def test_compaction_and_right_shifts_keep_the_tokens(engines):
+    """A cache two columns wider than the longest row compacts every other token; prompts taken shortest first
+    make every admission shift the live rows right."""
+    reference, slots = engines
+    sampling = SamplingParams(max_new_tokens=100)
+    expected = _ids(reference.generate(PROMPTS, sampling))
+    rows = [slots.encode(p) for p in PROMPTS]
+    decoder = SlotDecoder(slots.model, slots.tokenizer.pad_token_id, slots=5, margin=2)
+    order = sorted(range(len(rows)), key=lambda r: len(rows[r]))
+    generated = decoder.run(rows, order, sampling, lambda ids: slots._finished(ids, sampling))
+    got = [[slots._completion(rows[r], ids, lps, sampling).token_ids] for r, (ids, lps) in enumerate(generated)]
+    assert got == expected
+
+
+def test_sampling_is_seeded_and_its_logprobs_are_the_models(engines):
+    _, slots = engines
+    sampling = SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7, logprobs=True)
+    first, again = slots.generate(PROMPTS[:8], sampling), slots.generate(PROMPTS[:8], sampling)
+    assert _ids(first) == _ids(again)
+    assert any(len({tuple(c.token_ids) for c in row}) > 1 for row in first)  # a prompt's samples differ
+    other = slots.generate(PROMPTS[:8], SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=8))
+    assert _ids(other) != _ids(first)
+    # at temperature 1 with no nucleus cut, a sample's log-probability is the model's score of its text
+    flat = [c for row in first for c in row]
+    scores = slots.score([p for p in PROMPTS[:8] for _ in range(3)], [c.text for c in flat])
+    assert scores == pytest.approx([sum(c.logprobs) for c in flat], abs=1e-3)
+
+
+def test_models_with_sliding_windows_use_generate(engines):
+    reference, _ = engines
+    model = reference.model
+    model.config.layer_types = ["sliding_attention"] * model.config.num_hidden_layers
+    try:
+        assert HFBackend(model, reference.tokenizer).engine == "generate"
+        with pytest.raises(ValueError, match="engine='slots' needs full attention"):
+            HFBackend(model, reference.tokenizer, engine="slots")
+    finally:
+        model.config.layer_types = None
+    with pytest.raises(ValueError, match="engine must be one of"):
+        HFBackend(model, reference.tokenizer, engine="fast")
