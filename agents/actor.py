@@ -173,6 +173,7 @@ class ActorConfig:
     top_p: float = 1.0
     batch_size: int = 64
     threads: int = 2
+    engine: str = "auto"               # hf: slots (continuous batching) | generate (model.generate) | auto
 
 
 def build_actor(cfg: ActorConfig, checkpoint: str | None = None, seed: int = 0) -> Actor:
@@ -182,7 +183,7 @@ def build_actor(cfg: ActorConfig, checkpoint: str | None = None, seed: int = 0) 
     if not model:
         raise ValueError("actor: no model to load; set actor.model or run the warmup stage")
     backend = load_backend(cfg.backend, str(model), batch_size=cfg.batch_size, threads=cfg.threads,
-                           base_url=cfg.base_url, served_model=cfg.served_model)
+                           base_url=cfg.base_url, served_model=cfg.served_model, engine=cfg.engine)
     sampling = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p,
                               seed=seed)
     return Actor(backend, backend_template(backend, cfg.template, cfg.number_format), sampling, action_unit="solution")

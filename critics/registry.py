@@ -38,6 +38,7 @@ class CriticConfig:
     accept_probability: float = 0.1    # verdicts=likelihood: a line this likely passes unjudged
     batch_size: int = 64
     threads: int = 2
+    engine: str = "auto"               # hf: slots (continuous batching) | generate (model.generate) | auto
     base_url: str = "http://127.0.0.1:8000/v1"   # backend=openai
     served_model: str | None = None
 
@@ -80,7 +81,7 @@ def _trained(settings: CriticConfig, actor: Any, seed: int) -> Critic:
     if settings.backend not in ("hf", "openai"):
         raise ValueError(f"unknown critic.backend {settings.backend!r}; valid: hf, openai")
     backend = load_backend(settings.backend, settings.model, batch_size=settings.batch_size, threads=settings.threads,
-                           base_url=settings.base_url, served_model=settings.served_model)
+                           base_url=settings.base_url, served_model=settings.served_model, engine=settings.engine)
     entry = CRITICS[settings.name]
     template = backend_template(backend, settings.template, settings.number_format)
     chat = isinstance(template, ChatTemplate)

@@ -29,14 +29,14 @@ def _evaluate(backend, problems):
 
 def _eval_command(run_dir, *extra):
     args = [sys.executable, str(ROOT / "train.py"), f"run_dir={run_dir}", "stages=[warmup,eval_actor]",
-            "eval.problems_per_level=3", "eval.with_critic=false", *extra]
+            "eval.problems_per_level=2", "eval.with_critic=false", *extra]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads((run_dir / "results" / "eval_actor.json").read_text())["metrics"]["accuracy"]
 
 
 def test_openai_backend_matches_hf_backend(tmp_path):
-    problems = SyntheticArithmetic(size=24, min_steps=1, max_steps=4, split="test", seed=5)[:]
+    problems = SyntheticArithmetic(size=16, min_steps=1, max_steps=4, split="test", seed=5)[:]
     hf = _evaluate(HFBackend(SHIPPED_ACTOR, threads=2), problems)
     hf_eval = _eval_command(tmp_path / "hf")
     with LocalServer(SHIPPED_ACTOR, log_file=tmp_path / "server.log") as server:

@@ -56,7 +56,9 @@ def test_a_default_style_run_connects_only_to_this_machine(tmp_path):
     assert STRACE, "this test traces the run with strace: install it (apt-get install strace; .ci/run does)"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("WANDB_", "RAY_", "HF_"))}  # a fresh machine
     log = tmp_path / "connect.log"
-    cmd = [STRACE, "-f", "-qq", "-e", "trace=connect", "-o", str(log), sys.executable, str(ROOT / "train.py"),
+    # seccomp-bpf: only connect() stops the traced processes (plain ptrace stops them at every system call)
+    cmd = [STRACE, "--seccomp-bpf", "-f", "-qq", "-e", "trace=connect", "-o", str(log), sys.executable,
+           str(ROOT / "train.py"),
            f"run_dir={tmp_path / 'run'}", "stages=[warmup,eval_test_time,self_improve]", "tracking.mode=offline",
            "test_time.critics=[none,oracle]", "test_time.levels=[2]", "test_time.hard_levels=[2]",
            "test_time.problems_per_level=1", "test_time.k_max=1", "test_time.ks=[1]", "test_time.budget_k_max=1",

@@ -27,6 +27,7 @@ SMALL = ["problems.max_steps=2", "actor.max_new_tokens=32", "actor.batch_size=8"
          "eval_critic.problems_per_level=1", "eval_critic.samples_per_problem=1", "eval_critic.critics=[model,oracle]",
          "test_time.problems_per_level=1", "test_time.levels=[1,2]", "test_time.hard_levels=[2]",
          "test_time.k_max=2", "test_time.budget_k_max=2", "test_time.ks=[1,2]", "test_time.table_episodes=2",
+         "test_time.critics=[none,model]",
          "self_improve.problems_per_iteration=2", "self_improve.samples_per_problem=1", "self_improve.sft_steps=1",
          "self_improve.max_length=384", "self_improve.eval_problems_per_level=1",
          "self_talk.examples=4", "self_talk.train_steps=1", "self_talk.batch_size=1", "self_talk.max_length=384",
@@ -66,7 +67,7 @@ PER_SOURCE = {"gsm8k": ["self_improve.algorithms=[critique]",
                         f"eval_critic.processbench={FIXTURES / 'processbench_fixture.jsonl'}"],
               "math": ["self_improve.algorithms=[grpo]", "self_improve.samples_per_problem=2",
                        "self_talk.sources=[critique_data,rows]",
-                       "self_improve.grpo.max_completion_length=32", "test_time.critics=[none,model]"]}
+                       "self_improve.grpo.max_completion_length=32"]}
 
 
 def _served(source: str, model: str, tmp_path: Path):

@@ -191,7 +191,7 @@ def test_episode_reward_is_the_verified_answer_plus_the_critics_accepted_share()
     from critics import OracleCritic
     from envs import corrupt_solution
     from rollout.loop import rollout
-    from trainers.grpo import accepted_share, episode_reward
+    from trainers.trl_env import accepted_share, episode_reward
 
     p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=2)[0]
     import random

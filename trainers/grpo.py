@@ -2,7 +2,7 @@
 
 Every completion GRPO learns from is an episode of :class:`~envs.math_env.MathReasoningEnv`, played by the same
 rollout runner (in-process or Ray workers) as the other algorithms: TRL's ``rollout_func`` hook hands each
-generation batch's prompts to ``_EnvRollout``, which plays one episode per prompt and returns the
+generation batch's prompts to ``trainers.trl_env.EnvRollout``, which plays one episode per prompt and returns the
 episodes' exact token ids. The reward is the environment's verdict (1 for a verified answer) plus, for
 ``grpo_critic``, ``critic_reward_weight`` x the share of steps the critic in the loop accepted -- the same
 critic, on the same episodes, that the critique-in-the-loop algorithm uses. It shares the self-improvement
@@ -17,38 +17,16 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import replace
-from typing import Any
 
 import torch
 
 from agents.backends import trainable
-from core.episode import EpisodeRecord
-from core.problem import Problem
 from core.progress import show_progress
 from core.protocols import IterationSummary
 from trainers.self_improve import SelfImprover
+from trainers.trl_env import EnvRollout, episode_reward
 
-__all__ = ["GRPOBaseline", "accepted_share", "episode_reward"]
-
-
-def accepted_share(record: EpisodeRecord) -> float:
-    """The share of the solution's steps (the answer line aside) the critic accepted; 0 without a critique."""
-    if not record.attempts:
-        return 0.0
-    judged = [j for j in record.attempts[0].critique.steps if not j.is_answer]
-    return sum(j.correct for j in judged) / len(judged) if judged else 0.0
-
-
-def episode_reward(weight: float = 0.0):
-    """A TRL reward function over the fields ``_EnvRollout`` forwards: the environment's verified
-    answer (1 or 0), plus ``weight`` x the critic's accepted share of steps."""
-
-    def reward(prompts: list[Any], completions: list[Any], correct: list[bool], step_share: list[float],
-               **_: Any) -> list[float]:
-        return [float(ok) + weight * share for ok, share in zip(correct, step_share)]
-
-    reward.__name__ = "verifier" if weight == 0 else "verifier_plus_critic"
-    return reward
+__all__ = ["GRPOBaseline"]
 
 
 class GRPOBaseline(SelfImprover):
@@ -67,7 +45,7 @@ class GRPOBaseline(SelfImprover):
         steps = max(1, c.budget // batch)
         weight = g.critic_reward_weight if self.name == "grpo_critic" else 0.0
         sampling = replace(self.actor.sampling, temperature=c.temperature, max_new_tokens=g.max_completion_length)
-        play = _EnvRollout(self.runner, dict(zip(prompts, problems)), sampling, c.critic if weight > 0 else "none", self.seed, i)
+        play = EnvRollout(self.runner, dict(zip(prompts, problems)), sampling, c.critic if weight > 0 else "none", self.seed, i)
         args = GRPOConfig(
             output_dir=str(self.out_dir / f"iter_{i}" / "trainer"),
             max_steps=steps,
@@ -114,49 +92,3 @@ class GRPOBaseline(SelfImprover):
         }, started)
         self._save(i, summary)
         return summary
-
-
-class _EnvRollout:
-    """TRL's rollout hook for one iteration: one environment episode per prompt (the batch already holds each
-    prompt once per group member), played by the runner with the weights being trained; keeps every episode."""
-
-    def __init__(self, runner: Any, by_prompt: dict[str, Problem], sampling: Any, critic: str, seed: int,
-                 iteration: int):
-        self.runner, self.by_prompt, self.sampling, self.critic = runner, by_prompt, sampling, critic
-        self.seed, self.iteration = seed, iteration
-        self.episodes: list[EpisodeRecord] = []
-        self.restarts: list[str] = []
-
-    def __call__(self, prompts: list[Any], trainer: Any) -> dict[str, Any]:
-        model = trainer.model
-        was_training = model.training
-        model.eval()
-        self.runner.set_weights(model)
-        call = len(self.episodes)
-        replicas = [replace(p, id=f"{p.id}#g{self.iteration}.{call + j}", metadata={**p.metadata, "replica_of": p.id})
-                    for j, p in enumerate(self._problem(prompt) for prompt in prompts)]
-        records = self.runner.rollout(replicas, seed=self.seed * 1000 + self.iteration * 97 + call,
-                                      sampling=self.sampling, env={"max_refinements": 0}, critic=self.critic)
-        self.restarts += self.runner.last_restarts
-        by_id = {r.problem.id: r for r in records}
-        records = [by_id[p.id] for p in replicas]
-        self.episodes += records
-        if was_training:
-            model.train()
-        odd = {r.problem.id: len(r.generations) for r in records if len(r.generations) != 1}
-        if odd:
-            raise RuntimeError("GRPO needs one model generation per episode (a whole-solution actor with token ids); "
-                               f"generations per episode: {dict(list(odd.items())[:3])}")
-        gens = [r.generations[0] for r in records]
-        return {"prompt_ids": [list(gen.prompt_ids) for gen in gens],
-                "completion_ids": [list(gen.completion_ids) for gen in gens],
-                "logprobs": None,
-                "correct": [r.correct for r in records],
-                "step_share": [accepted_share(r) for r in records]}
-
-    def _problem(self, prompt: Any) -> Problem:
-        text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-        try:
-            return self.by_prompt[text]
-        except KeyError:
-            raise RuntimeError("GRPO's rollout got a prompt that is not one of this iteration's problems") from None

@@ -49,7 +49,8 @@ def make_backend(kind: str, model: str, **kwargs: Any) -> LMBackend:
 
 
 def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 2,
-                 base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None) -> LMBackend:
+                 base_url: str = "http://127.0.0.1:8000/v1", served_model: str | None = None,
+                 engine: str = "auto") -> LMBackend:
     """The backend a role's config names (actor, critic and annotator configs share these keys).
 
     A served model is tokenised locally when ``model`` is a local folder (or GGUF file), so its prompts are
@@ -58,7 +59,7 @@ def load_backend(kind: str, model: str, *, batch_size: int = 64, threads: int = 
     serve only chat). The API key is ``$OPENAI_API_KEY``, if set.
     """
     if kind == "hf":
-        return make_backend("hf", model, batch_size=batch_size, threads=threads)
+        return make_backend("hf", model, batch_size=batch_size, threads=threads, engine=engine)
     if kind == "openai":
         from transformers import AutoTokenizer
 

@@ -58,6 +58,7 @@ class HFBackend:
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
+        self._ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}  # a row ends at either
         if engine == "slots" and not supports_slots(self.model):
             raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
                              "has sliding-window or recurrent layers (use engine='generate')")
@@ -132,13 +133,13 @@ class HFBackend:
     def _finished(self, ids: list[int], sampling: SamplingParams) -> bool:
         """Whether a row that just grew by ``ids[-1]`` is done; a stop string is looked for where it could have
         just been completed, in the text of the last few tokens."""
-        tok, last = self.tokenizer, ids[-1]
-        if len(ids) >= sampling.max_new_tokens or last == tok.eos_token_id or last == tok.pad_token_id:
+        last = ids[-1]
+        if len(ids) >= sampling.max_new_tokens or last in self._ends:
             return True
         if not sampling.stop:
             return False
         window = 2 * max(len(s) for s in sampling.stop) + 2
-        return truncate_at_stop(tok.decode(ids[-window:], skip_special_tokens=True), sampling.stop)[1]
+        return truncate_at_stop(self.tokenizer.decode(ids[-window:], skip_special_tokens=True), sampling.stop)[1]
 
     def _generate_rows(self, batch: list[list[int]], sampling: SamplingParams,
                        max_new_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]:

@@ -103,9 +103,12 @@ class SlotDecoder:
     Rows are admitted in the order given; tokens of a greedy row equal ``generate``'s up to floating-point ties.
     """
 
-    def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int | None = None):
-        # ``margin``: cache columns beyond the longest row; a compaction runs about once per ``margin`` tokens
-        self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, margin
+    def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int = 16):
+        # ``margin``: cache columns beyond the longest row, and how many columns no live row uses any more are
+        # let pile up on the left before the spans shift back. Every forward pass reads all columns up to the
+        # current one, so a small margin keeps that near the longest live span; a shift costs about 1/``margin``
+        # of what the passes since the last one read
+        self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, max(1, margin)
         self.device = next(model.parameters()).device
         self.num_layers = model.config.get_text_config().num_hidden_layers
         # transformers 5 renamed ``past_key_values`` to ``cache``; a model's own code may still take the old name
@@ -119,7 +122,7 @@ class SlotDecoder:
             return out
         slots = min(self.slots, len(rows))
         longest = max(len(r) for r in rows) + sampling.max_new_tokens
-        cache = SlotCache(self.num_layers, slots, columns=longest + (self.margin or max(64, sampling.max_new_tokens)))
+        cache = SlotCache(self.num_layers, slots, columns=longest + self.margin)
         valid = torch.zeros(slots, cache.columns, dtype=torch.bool, device=self.device)
         start = [0] * slots  # first column of each slot's span
         position = torch.zeros(slots, dtype=torch.long, device=self.device)
@@ -136,6 +139,7 @@ class SlotDecoder:
             chosen, logprobs = self._choose(logits, sampling, generator)
             chosen_list = chosen.tolist()
             lp_list = logprobs.tolist() if logprobs is not None else None
+            keep, keep_tokens = [], []
             for j, s in enumerate(slots_):
                 ids, lps = out[row_of[s]]
                 ids.append(chosen_list[j])
@@ -145,7 +149,10 @@ class SlotDecoder:
                     row_of[s] = None
                     valid[s] = False
                 else:
-                    token[s] = chosen_list[j]
+                    keep.append(s)
+                    keep_tokens.append(chosen_list[j])
+            if keep:
+                token[torch.tensor(keep, device=self.device)] = torch.tensor(keep_tokens, device=self.device)
 
         while True:
             free = [s for s in range(live) if row_of[s] is None]
@@ -165,7 +172,7 @@ class SlotDecoder:
             if not waiting and len(busy) <= live // 2:
                 live = self._repack(cache, valid, start, position, token, row_of, busy)
                 busy = list(range(live))
-            if cache.column >= cache.columns:
+            if cache.column >= cache.columns or min(start[s] for s in busy) >= self.margin:
                 self._compact(cache, valid, start, row_of, live)
             col = cache.column
             valid[:live, col] = True  # idle slots see their own column only: no row is all masked
