@@ -51,12 +51,26 @@ def raw_generate(backend: HFBackend, prompts: list[str], batch: int, max_new_tok
 
 
 def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs: int):
-    stats = RolloutStats()
-    records = rollout(problems, Actor(backend, template, sampling), OracleCritic(), env_config, batch_size=envs,
-                      stats=stats)
+    """The rollout's numbers, with where its time went: forward passes of one token per row (decode), of whole
+    prompts (prefill), and everything else (environment, critic, parsing, scheduling)."""
+    stats, spent = RolloutStats(), {"decode_s": 0.0, "prefill_s": 0.0}
+    forward = backend.model.forward
+
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = forward(*args, **kwargs)
+        spent["decode_s" if kwargs["input_ids"].shape[1] == 1 else "prefill_s"] += time.perf_counter() - start
+        return out
+
+    backend.model.forward = timed
+    try:
+        records = rollout(problems, Actor(backend, template, sampling), OracleCritic(), env_config, batch_size=envs,
+                          stats=stats)
+    finally:
+        del backend.model.forward  # the model's own method again
     row = {"tokens": stats.completion_tokens, "seconds": round(stats.seconds, 2),
            "tokens_per_s": round(stats.tokens_per_second, 1), "episodes": stats.episodes,
-           "generate_calls": stats.generate_calls}
+           "generate_calls": stats.generate_calls, **{k: round(v, 2) for k, v in spent.items()}}
     return row, [[g.completion_ids for g in r.generations] for r in records]
 
 
@@ -99,12 +113,14 @@ def main() -> None:
     best = max((name for name in rows if name.startswith("b_")), key=lambda n: rows[n]["tokens_per_s"])
     result = {"config": vars(args) | {"device": str(reference.device), "torch_threads": torch.get_num_threads()},
               "rows": rows, "ratios": ratios, "best": best, "targets": {"b_over_b0": 2.0}}
-    print(f"{'mode':<24}{'tokens':>10}{'seconds':>10}{'tokens/s':>12}{'x (b0)':>9}{'identical':>11}")
+    print(f"{'mode':<24}{'tokens':>10}{'seconds':>10}{'tokens/s':>12}{'x (b0)':>9}{'identical':>11}{'decode s':>10}"
+          f"{'prefill s':>10}")
     for name, row in rows.items():
         ratio = ratios.get(f"{name}_over_b0", 1.0)
         same = row.get("identical_episodes", "")
         same = f"{same}/{row['episodes']}" if same != "" else ""
-        print(f"{name:<24}{row['tokens']:>10}{row['seconds']:>10}{row['tokens_per_s']:>12}{ratio:>9}{same:>11}")
+        print(f"{name:<24}{row['tokens']:>10}{row['seconds']:>10}{row['tokens_per_s']:>12}{ratio:>9}{same:>11}"
+              f"{row.get('decode_s', ''):>10}{row.get('prefill_s', ''):>10}")
     print(f"best: {best}, {ratios[best + '_over_b0']} x (b0) (target >= 2)")
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
