@@ -217,13 +217,15 @@ def _grpo_config():
                              batch_size=4, eval_problems_per_level=1, grpo=GRPOSettings(max_completion_length=48))
 
 
-def test_grpo_baseline_runs_one_iteration_within_the_budget(tmp_path):
+@pytest.mark.parametrize("batch_size", [4, 32])  # 32: a batch larger than the whole budget of 8
+def test_grpo_baseline_runs_one_iteration_within_the_budget(tmp_path, batch_size):
     from trainers.grpo import GRPOBaseline
 
     actor = _actor()
-    [start, summary] = _run(_improver(_grpo_config(), actor, tmp_path / "grpo", "grpo", ProblemsConfig(max_steps=3),
+    config = replace(_grpo_config(), batch_size=batch_size)
+    [start, summary] = _run(_improver(config, actor, tmp_path / "grpo", "grpo", ProblemsConfig(max_steps=3),
                                       cls=GRPOBaseline))
-    assert summary["generations"] == summary["budget"] == 8 and summary["grpo_steps"] == 2
+    assert summary["generations"] == summary["budget"] == 8 and summary["grpo_steps"] == (2 if batch_size == 4 else 1)
     assert 0 <= summary["exploration"] <= 1 and summary["mean_reward"] is not None
     assert (tmp_path / "grpo" / "iter_1" / "model" / "model.safetensors").exists()
 

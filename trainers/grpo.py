@@ -41,7 +41,8 @@ class GRPOBaseline(SelfImprover):
         prompts = [self.actor.template.prompt(p.question) for p in problems]
         data = Dataset.from_list([{"prompt": prompt} for prompt in prompts])
         group = c.samples_per_problem
-        batch = max(group, (c.batch_size // group) * group)
+        # a batch never holds more prompts than the iteration's budget (else TRL's loader yields no batch at all)
+        batch = max(group, (min(c.batch_size, c.budget) // group) * group)
         steps = max(1, c.budget // batch)
         weight = g.critic_reward_weight if self.name == "grpo_critic" else 0.0
         sampling = replace(self.actor.sampling, temperature=c.temperature, max_new_tokens=g.max_completion_length)
@@ -74,6 +75,9 @@ class GRPOBaseline(SelfImprover):
         rewards = [h.get("reward") for h in trainer.state.log_history if "reward" in h]
         shutil.rmtree(self.out_dir / f"iter_{i}" / "trainer", ignore_errors=True)
         episodes = play.episodes
+        if not episodes:
+            raise RuntimeError(f"GRPO played no episodes in iteration {i} (batch {batch}, {len(problems)} problems x "
+                               f"{group} generations): its data loader gave no batch")
         seen: dict[str, set[tuple[str, ...]]] = {}
         for r in episodes:
             seen.setdefault(r.problem.metadata["replica_of"], set())
