@@ -24,7 +24,7 @@ from agents.backends import trainable
 from core.progress import show_progress
 from core.protocols import IterationSummary
 from trainers.self_improve import SelfImprover
-from trainers.trl_env import EnvRollout, episode_reward
+from trainers.trl_env import EnvRollout, episode_reward, grpo_dataset
 
 __all__ = ["GRPOBaseline"]
 
@@ -38,8 +38,9 @@ class GRPOBaseline(SelfImprover):
 
         c, g, started = self.config, self.config.grpo, time.perf_counter()
         problems = self._problems(i)
-        prompts = [self.actor.template.prompt(p.question) for p in problems]
-        data = Dataset.from_list([{"prompt": prompt} for prompt in prompts])
+        rows = grpo_dataset(problems, self.actor.template)
+        prompts = [row["prompt"] for row in rows]
+        data = Dataset.from_list(rows)
         group = c.samples_per_problem
         # a batch never holds more prompts than the iteration's budget (else TRL's loader yields no batch at all)
         batch = max(group, (min(c.batch_size, c.budget) // group) * group)

@@ -17,7 +17,7 @@ themselves::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any
 
 from agents.actor import Actor
@@ -28,7 +28,7 @@ from core.protocols import Critic
 from core.sampling import SamplingParams
 from critics.base import NullCritic
 from envs.math_env import EnvConfig
-from rollout.loop import rollout
+from rollout.ray_pool import run_chunk
 
 __all__ = ["EnvRollout", "TrainerModelRunner", "accepted_share", "env_rollout_func", "episode_reward", "grpo_dataset"]
 
@@ -67,7 +67,7 @@ class TrainerModelRunner:
                  batch_size: int = 64):
         self.tokenizer, self.template, self.batch_size = tokenizer, template, batch_size
         self.critics = {"none": NullCritic(), "critic": critic or NullCritic()}
-        self.env = env or EnvConfig(max_refinements=0)
+        self.env = asdict(env or EnvConfig(max_refinements=0))
         self.model: Any = None
         self.last_restarts: list[str] = []
 
@@ -78,10 +78,10 @@ class TrainerModelRunner:
                 env: dict | None = None, first: dict | None = None, critic: str = "none") -> list[EpisodeRecord]:
         if self.model is None:
             raise RuntimeError("TrainerModelRunner: no model yet (EnvRollout sets the trainer's before a rollout)")
-        backend = HFBackend(self.model, self.tokenizer, batch_size=self.batch_size)
-        actor = Actor(backend, self.template, sampling or SamplingParams())
-        return rollout(problems, actor, self.critics[critic], replace(self.env, **(env or {})),
-                       batch_size=self.batch_size, seed=seed)
+        actor = Actor(HFBackend(self.model, self.tokenizer, batch_size=self.batch_size), self.template,
+                      sampling or SamplingParams())
+        return run_chunk(actor, self.critics[critic], problems, seed, sampling, {**self.env, **(env or {})}, first,
+                         self.batch_size)
 
 
 def env_rollout_func(problems: Sequence[Problem], tokenizer: Any, template: Any, critic: Critic | None = None,
@@ -92,8 +92,9 @@ def env_rollout_func(problems: Sequence[Problem], tokenizer: Any, template: Any,
     critic share; the env's ``max_refinements`` stays 0, since GRPO trains on one generation per episode)."""
     runner = TrainerModelRunner(tokenizer, template, critic, env, batch_size)
     sampling = sampling or SamplingParams(max_new_tokens=256, temperature=1.0)
-    return EnvRollout(runner, {template.prompt(p.question): p for p in problems}, sampling,
-                      "critic" if critic is not None else "none", seed, iteration=0)
+    prompts = [row["prompt"] for row in grpo_dataset(problems, template)]
+    return EnvRollout(runner, dict(zip(prompts, problems)), sampling, "critic" if critic is not None else "none", seed,
+                      iteration=0)
 
 
 class EnvRollout:

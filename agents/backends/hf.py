@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from agents.backends.base import check_score_inputs, continuation_ids, truncate_at_stop
-from agents.backends.slots import SlotDecoder, supports_slots
+from agents.backends.slots import SlotDecoder, left_pad, supports_slots
 from core.sampling import Completion, Prompt, SamplingParams
 
 __all__ = ["HFBackend"]
@@ -59,10 +59,12 @@ class HFBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.batch_size = batch_size
         self._ends = {self.tokenizer.eos_token_id, self.tokenizer.pad_token_id}  # a row ends at either
-        if engine == "slots" and not supports_slots(self.model):
+        if engine == "auto":
+            engine = "slots" if supports_slots(self.model) else "generate"
+        elif engine == "slots" and not supports_slots(self.model):
             raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
                              "has sliding-window or recurrent layers (use engine='generate')")
-        self.engine = "slots" if engine == "auto" and supports_slots(self.model) else engine if engine != "auto" else "generate"
+        self.engine = engine
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -98,13 +100,8 @@ class HFBackend:
         for start in range(0, len(pairs), self.batch_size):
             chunk = [(head + cont)[-limit:] if limit else head + cont for head, cont in pairs[start:start + self.batch_size]]
             counts = [len(cont) for _, cont in pairs[start:start + self.batch_size]]
-            width = max(len(ids) for ids in chunk)
-            input_ids = torch.full((len(chunk), width), self.tokenizer.pad_token_id, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, ids in enumerate(chunk):
-                input_ids[row, width - len(ids):] = torch.tensor(ids)
-                attention[row, width - len(ids):] = 1
-            positions = (attention.cumsum(-1) - 1).clamp(min=0)  # left padding: each row counts from its first token
+            input_ids, attention, positions = left_pad(chunk, self.tokenizer.pad_token_id)
+            width = input_ids.shape[1]
             logits = self.model(input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
                                 position_ids=positions.to(self.device)).logits
             logprobs = logits[:, :-1].float().log_softmax(-1).gather(-1, input_ids[:, 1:, None].to(self.device))[..., 0]
@@ -125,7 +122,7 @@ class HFBackend:
         out: list[tuple[list[int], list | None]] = [([], None)] * len(rows)
         for i in range(0, len(order), self.batch_size):
             batch = order[i:i + self.batch_size]
-            new_ids, new_lps = self._generate_rows([rows[r] for r in batch], sampling, sampling.max_new_tokens)
+            new_ids, new_lps = self._generate_rows([rows[r] for r in batch], sampling)
             for j, r in enumerate(batch):
                 out[r] = (new_ids[j], new_lps[j] if new_lps is not None else None)
         return out
@@ -141,18 +138,14 @@ class HFBackend:
         window = 2 * max(len(s) for s in sampling.stop) + 2
         return truncate_at_stop(self.tokenizer.decode(ids[-window:], skip_special_tokens=True), sampling.stop)[1]
 
-    def _generate_rows(self, batch: list[list[int]], sampling: SamplingParams,
-                       max_new_tokens: int) -> tuple[list[list[int]], list[list[float]] | None]:
+    def _generate_rows(self, batch: list[list[int]],
+                       sampling: SamplingParams) -> tuple[list[list[int]], list[list[float]] | None]:
         pad = self.tokenizer.pad_token_id
-        width = max(len(ids) for ids in batch)
-        input_ids = torch.full((len(batch), width), pad, dtype=torch.long)
-        attention = torch.zeros((len(batch), width), dtype=torch.long)
-        for row, ids in enumerate(batch):
-            input_ids[row, width - len(ids):] = torch.tensor(ids)
-            attention[row, width - len(ids):] = 1
+        input_ids, attention, _ = left_pad(batch, pad)
+        width = input_ids.shape[1]
         kwargs: dict[str, Any] = dict(
             input_ids=input_ids.to(self.device), attention_mask=attention.to(self.device),
-            max_new_tokens=max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
+            max_new_tokens=sampling.max_new_tokens, pad_token_id=pad, eos_token_id=self.tokenizer.eos_token_id,
             return_dict_in_generate=True, output_scores=sampling.logprobs,
         )
         if sampling.greedy:

@@ -8,8 +8,9 @@ prefilled into it at once.
 
 Layout: every slot writes its next token at the same cache column; a slot's own tokens are a contiguous span of
 columns ending there, its positions are its own (``position_ids``), and a 4D mask hides every other column. A
-prefilled prompt is placed so that it ends at the current column; when the columns run out, the spans are shifted
-left past the oldest live one. The model's code is untouched: it sees an ordinary cache and a prepared mask.
+prefilled prompt is placed so that it ends at the current column; once the oldest live span starts ``margin``
+columns in (or the columns run out), the spans are shifted left past it. The model's code is untouched: it sees
+an ordinary cache and a prepared mask.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
 
 from core.sampling import SamplingParams
 
-__all__ = ["SlotCache", "SlotDecoder", "supports_slots"]
+__all__ = ["SlotCache", "SlotDecoder", "left_pad", "supports_slots"]
+
+
+def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(input_ids, attention_mask, position_ids)`` of token rows left-padded to one width; each row's positions
+    count from its own first token."""
+    width = max(len(ids) for ids in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for row, ids in enumerate(rows):
+        input_ids[row, width - len(ids):] = torch.tensor(ids)
+        attention[row, width - len(ids):] = 1
+    return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
 
 
 def supports_slots(model) -> bool:
@@ -189,17 +202,12 @@ class SlotDecoder:
 
     def _prefill(self, cache: SlotCache, valid, start, position, row_of, free, new, rows) -> torch.Tensor:
         """Run the new prompts (left-padded together) and place them so each ends just before the current column."""
-        width, col = max(len(rows[r]) for r in new), cache.column
-        ids = torch.full((len(new), width), self.pad, dtype=torch.long)
-        attention = torch.zeros((len(new), width), dtype=torch.long)
-        for j, r in enumerate(new):
-            ids[j, width - len(rows[r]):] = torch.tensor(rows[r])
-            attention[j, width - len(rows[r]):] = 1
-        attention = attention.to(self.device)
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        ids, attention, positions = left_pad([rows[r] for r in new], self.pad)
+        width, col = ids.shape[1], cache.column
         prefill = DynamicCache()
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=attention, position_ids=positions,
-                            use_cache=True, logits_to_keep=1, **{self.cache_kw: prefill}).logits[:, -1]
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
+                            position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
+                            **{self.cache_kw: prefill}).logits[:, -1]
         slots = torch.tensor(free[:len(new)], device=self.device)
         cache.place(slots, col - width, prefill)
         for s, r in zip(free, new):
