@@ -1,5 +1,7 @@
 """The slot engine (continuous batching over a slot KV cache) against ``model.generate``, the library's path."""
 
+import functools
+
 import pytest
 
 from agents.backends import SamplingParams
@@ -70,6 +72,27 @@ def test_sampling_is_seeded_and_its_logprobs_are_the_models(engines):
     flat = [c for row in first for c in row]
     scores = slots.score([p for p in PROMPTS[:8] for _ in range(3)], [c.text for c in flat])
     assert scores == pytest.approx([sum(c.logprobs) for c in flat], abs=1e-3)
+
+
+def test_a_prompts_samples_admitted_together_share_one_prefill(engines):
+    """``n`` samples of a prompt that enter slots together are prefilled once: the model sees each prompt once."""
+    reference, _ = engines
+    wide = HFBackend(reference.model, reference.tokenizer, batch_size=24, engine="slots")
+    forward, prefilled = wide.model.forward, []
+
+    @functools.wraps(forward)
+    def counting(*args, **kwargs):
+        if kwargs["input_ids"].shape[1] > 1:
+            prefilled.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    wide.model.forward = counting
+    try:
+        out = wide.generate(PROMPTS[:8], SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7))
+    finally:
+        del wide.model.forward
+    assert prefilled == [8] and [len(row) for row in out] == [3] * 8
+    assert any(len({tuple(c.token_ids) for c in row}) > 1 for row in out)  # one prefill, still distinct samples
 
 
 def test_models_with_sliding_windows_use_generate(engines):

@@ -104,6 +104,29 @@ def test_feedback_reaches_the_next_observation_and_a_full_context_truncates(acto
         TokenMathEnv(MathReasoningEnv(ListProblemSource([p])), actor.backend.tokenizer)
 
 
+def test_the_policy_reads_only_the_tokens_that_are_there(actor):
+    """The RLModule cuts the observation at the longest row: its logits equal the causal LM's on the full padded
+    width at each row's last token (a left-aligned row attends to nothing after it)."""
+    import torch
+    from ray.rllib.core.columns import Columns
+
+    from trainers.rllib_ppo import _rl_module_class
+
+    env = TokenMathEnv(MathReasoningEnv(ListProblemSource(SyntheticArithmetic(size=1, seed=0)[:]),
+                                        config=EnvConfig(action_unit="step")), actor.backend.tokenizer, max_length=64)
+    module = _rl_module_class()(observation_space=env.observation_space, action_space=env.action_space,
+                                model_config={"checkpoint": str(ROOT / "checkpoints" / "tiny-actor")})
+    lengths = [5, 17, 30]
+    tokens, mask = torch.zeros(3, 64, dtype=torch.long), torch.zeros(3, 64, dtype=torch.int8)
+    for row, n in enumerate(lengths):
+        tokens[row, :n], mask[row, :n] = torch.randint(3, 300, (n,), generator=torch.Generator().manual_seed(row)), 1
+    with torch.no_grad():
+        got = module._forward({Columns.OBS: {"tokens": tokens, "mask": mask}})[Columns.ACTION_DIST_INPUTS]
+        full = module.lm(input_ids=tokens, attention_mask=mask.long()).logits
+    for row, n in enumerate(lengths):
+        assert torch.allclose(got[row], full[row, n - 1], atol=1e-4)
+
+
 @pytest.mark.slow
 def test_rllib_ppo_trains_the_actor_on_the_token_env_from_train_py(tmp_path):
     """``algo=rllib_ppo``: RLlib's PPO steps the token-level env with the actor as policy; the iteration writes
@@ -116,7 +139,8 @@ def test_rllib_ppo_trains_the_actor_on_the_token_env_from_train_py(tmp_path):
     cmd = [sys.executable, str(ROOT / "train.py"), f"run_dir={run_dir}", "stages=[warmup,self_improve]", "algo=rllib_ppo",
            "self_improve=plain", "self_improve.iterations=1", "self_improve.problems_per_iteration=2",
            "self_improve.samples_per_problem=1", "self_improve.eval_problems_per_level=1",
-           "self_improve.ppo.batch_timesteps=64", "self_improve.ppo.minibatch=32", "self_improve.ppo.fragment=64",
+           "self_improve.ppo.batch_timesteps=64", "self_improve.ppo.minibatch=32", "self_improve.ppo.fragment=32",
+           "self_improve.ppo.envs=2",
            "self_improve.ppo.max_length=128", "problems.max_steps=2", "tracking.mode=disabled", "ray.enabled=false"]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -55,6 +55,9 @@ def _rl_module_class() -> type:
         def _last(self, batch: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
             obs = batch[Columns.OBS]
             ids, mask = obs["tokens"].long(), obs["mask"].long()
+            # tokens are left-aligned: columns past the longest row are padding no real token attends to
+            width = max(1, int(mask.sum(-1).max()))
+            ids, mask = ids[:, :width], mask[:, :width]
             out = self.lm(input_ids=ids, attention_mask=mask, output_hidden_states=True)
             last = (mask.sum(-1) - 1).clamp(min=0)
             rows = torch.arange(ids.shape[0], device=ids.device)
@@ -166,7 +169,7 @@ class RLlibPPO(SelfImprover):
         config = (PPOConfig()
                   .environment(key, env_config={"key": key})
                   .framework("torch")
-                  .env_runners(num_env_runners=0, num_envs_per_env_runner=1, rollout_fragment_length=p.fragment)
+                  .env_runners(num_env_runners=0, num_envs_per_env_runner=p.envs, rollout_fragment_length=p.fragment)
                   .learners(num_learners=0)
                   .training(lr=p.learning_rate, train_batch_size_per_learner=p.batch_timesteps,
                             minibatch_size=p.minibatch, num_epochs=p.epochs, entropy_coeff=p.entropy_coeff,

@@ -71,7 +71,8 @@ class PPOSettings:
     batch_timesteps: int = 2048        # token steps per PPO update (train_batch_size_per_learner)
     minibatch: int = 256
     epochs: int = 1
-    fragment: int = 256                # rollout_fragment_length
+    fragment: int = 256                # rollout_fragment_length (per env)
+    envs: int = 8                      # envs stepped together (num_envs_per_env_runner): one forward pass serves all
     clip: float = 0.2
     entropy_coeff: float = 0.0
     gae_lambda: float = 0.95

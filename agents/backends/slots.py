@@ -96,10 +96,11 @@ class SlotCache(Cache):
         self.slots, self.columns, self.column = slots, columns, 0
         super().__init__(layers=[_SlotLayer(self) for _ in range(num_layers)])
 
-    def place(self, slots: torch.Tensor, start: int, prefill: DynamicCache) -> None:
-        """Copy a prefill's keys and values (rows left-padded to one width) into ``slots`` from column ``start``."""
+    def place(self, slots: torch.Tensor, start: int, prefill: DynamicCache, rows: torch.Tensor) -> None:
+        """Copy a prefill's keys and values (rows left-padded to one width), its row ``rows[j]`` into slot
+        ``slots[j]``, from column ``start``."""
         for layer, source in zip(self.layers, prefill.layers):
-            layer.place(slots, start, source.keys, source.values)
+            layer.place(slots, start, source.keys[rows], source.values[rows])
 
     def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
         """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
@@ -201,22 +202,26 @@ class SlotDecoder:
             emit(busy, logits[busy])
 
     def _prefill(self, cache: SlotCache, valid, start, position, row_of, free, new, rows) -> torch.Tensor:
-        """Run the new prompts (left-padded together) and place them so each ends just before the current column."""
-        ids, attention, positions = left_pad([rows[r] for r in new], self.pad)
+        """Run the new prompts (left-padded together) and place them so each ends just before the current column.
+
+        Equal prompts (a prompt's ``n`` samples, admitted together) run once and are copied into each slot."""
+        unique: dict[tuple[int, ...], int] = {}
+        source = [unique.setdefault(tuple(rows[r]), len(unique)) for r in new]
+        ids, attention, positions = left_pad([list(prompt) for prompt in unique], self.pad)
         width, col = ids.shape[1], cache.column
         prefill = DynamicCache()
         logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
                             position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
                             **{self.cache_kw: prefill}).logits[:, -1]
-        slots = torch.tensor(free[:len(new)], device=self.device)
-        cache.place(slots, col - width, prefill)
+        source_rows = torch.tensor(source, device=self.device)
+        cache.place(torch.tensor(free[:len(new)], device=self.device), col - width, prefill, source_rows)
         for s, r in zip(free, new):
             row_of[s] = r
             start[s] = col - len(rows[r])
             valid[s] = False
             valid[s, start[s]:col] = True
             position[s] = len(rows[r])
-        return logits
+        return logits[source_rows]
 
     def _compact(self, cache: SlotCache, valid, start, row_of, live: int) -> None:
         """Shift every span left past the columns no live row uses any more (spans are contiguous and no longer
