@@ -47,6 +47,11 @@ def test_unknown_key_lists_valid_ones():
         load_config(["+foo=1"])
 
 
+def test_ppo_settings_are_checked():
+    with pytest.raises(ConfigError, match="self_improve.ppo.envs must be >= 1, got 0"):
+        load_config(["self_improve.ppo.envs=0"])
+
+
 def test_required_keys_are_named():
     with pytest.raises(ConfigError, match=r"required key\(s\) not set: actor.model"):
         load_config(["actor=hf"])

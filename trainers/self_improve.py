@@ -78,6 +78,11 @@ class PPOSettings:
     gae_lambda: float = 0.95
     max_length: int = 192              # the observation's tokens (prompt, feedback and the solution so far)
 
+    def __post_init__(self) -> None:
+        for key in ("batch_timesteps", "minibatch", "epochs", "fragment", "envs", "max_length"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"self_improve.ppo.{key} must be >= 1, got {getattr(self, key)}")
+
 
 @dataclass
 class SelfImproveConfig:
