@@ -49,7 +49,6 @@ def test_the_default_run_connects_only_to_this_machine(default_run):
     assert outward_connections(log.read_text(), _own_addresses()) == []
 
 
-
 def test_train_py_runs_the_default_stages(default_run):
     proc, run_dir, _ = default_run
     assert proc.returncode == 0, proc.stderr[-4000:]

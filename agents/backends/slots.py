@@ -16,7 +16,7 @@ an ordinary cache and a prepared mask.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
@@ -26,7 +26,7 @@ from core.sampling import SamplingParams
 __all__ = ["SlotCache", "SlotDecoder", "left_pad", "supports_slots"]
 
 
-def left_pad(rows: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``(input_ids, attention_mask, position_ids)`` of token rows left-padded to one width; each row's positions
     count from its own first token."""
     width = max(len(ids) for ids in rows)
@@ -207,7 +207,7 @@ class SlotDecoder:
         Equal prompts (a prompt's ``n`` samples, admitted together) run once and are copied into each slot."""
         unique: dict[tuple[int, ...], int] = {}
         source = [unique.setdefault(tuple(rows[r]), len(unique)) for r in new]
-        ids, attention, positions = left_pad([list(prompt) for prompt in unique], self.pad)
+        ids, attention, positions = left_pad(list(unique), self.pad)
         width, col = ids.shape[1], cache.column
         prefill = DynamicCache()
         logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
