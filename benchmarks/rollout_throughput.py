@@ -5,7 +5,8 @@
        ``engine=generate``: batches of ``--batch`` rows, each until its longest row ends (the loop before the
        slot engine),
   (b) the same rollout on ``engine=slots`` (agents/backends/slots.py: ``--batch`` rows decode together and a row
-      that ends is refilled at once), at each ``--slots`` size,
+      that ends is refilled at once), at each ``--slots`` size, on the slot engine's lean forward pass
+      (agents/backends/fused.py), and once at the first size on the model's own forward (``fused=False``),
   (c) the same loop one episode at a time (one live episode, generation batch 1).
 
 Greedy episodes of (b) must equal (b0)'s token for token: the table says how many do. Target: (b) >= 2 x (b0).
@@ -28,6 +29,7 @@ import torch  # noqa: E402
 from agents.actor import Actor  # noqa: E402
 from agents.backends import SamplingParams  # noqa: E402
 from agents.backends.hf import HFBackend  # noqa: E402
+from agents.backends.slots import SlotDecoder  # noqa: E402
 from agents.prompts import PromptTemplate  # noqa: E402
 from critics import OracleCritic  # noqa: E402
 from envs import EnvConfig, SyntheticArithmetic  # noqa: E402
@@ -50,24 +52,33 @@ def raw_generate(backend: HFBackend, prompts: list[str], batch: int, max_new_tok
     return tokens, time.perf_counter() - start
 
 
+def _timed(spent: dict, key, fn):
+    def timed(*args, **kwargs):
+        start = time.perf_counter()
+        out = fn(*args, **kwargs)
+        spent[key(*args, **kwargs)] += time.perf_counter() - start
+        return out
+    return timed
+
+
 def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs: int):
     """The rollout's numbers, with where its time went: forward passes of one token per row (decode), of whole
     prompts (prefill), and everything else (environment, critic, parsing, scheduling)."""
     stats, spent = RolloutStats(), {"decode_s": 0.0, "prefill_s": 0.0}
-    forward = backend.model.forward
-
-    def timed(*args, **kwargs):
-        start = time.perf_counter()
-        out = forward(*args, **kwargs)
-        spent["decode_s" if kwargs["input_ids"].shape[1] == 1 else "prefill_s"] += time.perf_counter() - start
-        return out
-
-    backend.model.forward = timed
+    passes = {"_decode_pass": SlotDecoder._decode_pass, "_prefill_pass": SlotDecoder._prefill_pass}
+    if backend.engine == "slots":  # the slot engine's two passes, whichever forward they run on
+        SlotDecoder._decode_pass = _timed(spent, lambda *a, **k: "decode_s", passes["_decode_pass"])
+        SlotDecoder._prefill_pass = _timed(spent, lambda *a, **k: "prefill_s", passes["_prefill_pass"])
+    else:
+        backend.model.forward = _timed(
+            spent, lambda *a, **k: "decode_s" if k["input_ids"].shape[1] == 1 else "prefill_s", backend.model.forward)
     try:
         records = rollout(problems, Actor(backend, template, sampling), OracleCritic(), env_config, batch_size=envs,
                           stats=stats)
     finally:
-        del backend.model.forward  # the model's own method again
+        for name, method in passes.items():
+            setattr(SlotDecoder, name, method)
+        backend.model.__dict__.pop("forward", None)  # the model's own method again
     row = {"tokens": stats.completion_tokens, "seconds": round(stats.seconds, 2),
            "tokens_per_s": round(stats.tokens_per_second, 1), "episodes": stats.episodes,
            "generate_calls": stats.generate_calls, **{k: round(v, 2) for k, v in spent.items()}}
@@ -104,6 +115,11 @@ def main() -> None:
         row, got = _rollout(backend, problems, template, sampling, env_config, args.envs)
         row["identical_episodes"] = sum(a == b for a, b in zip(got, expected))
         rows[f"b_rollout_slots_{slots}"] = row
+        if slots == args.slots[0]:
+            library = HFBackend(reference.model, reference.tokenizer, batch_size=slots, engine="slots", fused=False)
+            row, got = _rollout(library, problems, template, sampling, env_config, args.envs)
+            row["identical_episodes"] = sum(a == b for a, b in zip(got, expected))
+            rows[f"b_rollout_slots_{slots}_library_forward"] = row
     single = HFBackend(reference.model, reference.tokenizer, batch_size=1, engine="slots")
     rows["c_one_at_a_time"], _ = _rollout(single, problems[: args.single_problems], template, sampling, env_config, 1)
 
@@ -113,13 +129,13 @@ def main() -> None:
     best = max((name for name in rows if name.startswith("b_")), key=lambda n: rows[n]["tokens_per_s"])
     result = {"config": vars(args) | {"device": str(reference.device), "torch_threads": torch.get_num_threads()},
               "rows": rows, "ratios": ratios, "best": best, "targets": {"b_over_b0": 2.0}}
-    print(f"{'mode':<24}{'tokens':>10}{'seconds':>10}{'tokens/s':>12}{'x (b0)':>9}{'identical':>11}{'decode s':>10}"
+    print(f"{'mode':<40}{'tokens':>10}{'seconds':>10}{'tokens/s':>12}{'x (b0)':>9}{'identical':>11}{'decode s':>10}"
           f"{'prefill s':>10}")
     for name, row in rows.items():
         ratio = ratios.get(f"{name}_over_b0", 1.0)
         same = row.get("identical_episodes", "")
         same = f"{same}/{row['episodes']}" if same != "" else ""
-        print(f"{name:<24}{row['tokens']:>10}{row['seconds']:>10}{row['tokens_per_s']:>12}{ratio:>9}{same:>11}"
+        print(f"{name:<40}{row['tokens']:>10}{row['seconds']:>10}{row['tokens_per_s']:>12}{ratio:>9}{same:>11}"
               f"{row.get('decode_s', ''):>10}{row.get('prefill_s', ''):>10}")
     print(f"best: {best}, {ratios[best + '_over_b0']} x (b0) (target >= 2)")
     atomic_write_json(args.out, result)

@@ -3,8 +3,12 @@
 import functools
 
 import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 
 from agents.backends import SamplingParams
+from agents.backends.fused import supports_fused
 from agents.backends.hf import HFBackend
 from agents.backends.slots import SlotDecoder
 from agents.prompts import PromptTemplate
@@ -74,25 +78,83 @@ def test_sampling_is_seeded_and_its_logprobs_are_the_models(engines):
     assert scores == pytest.approx([sum(c.logprobs) for c in flat], abs=1e-3)
 
 
-def test_a_prompts_samples_admitted_together_share_one_prefill(engines):
+def _count_prefills(monkeypatch) -> list[int]:
+    """Rows of every prefill pass the slot engine runs, whichever forward it runs on."""
+    prefill, rows = SlotDecoder._prefill_pass, []
+
+    @functools.wraps(prefill)
+    def counting(self, ids, *args):
+        rows.append(ids.shape[0])
+        return prefill(self, ids, *args)
+
+    monkeypatch.setattr(SlotDecoder, "_prefill_pass", counting)
+    return rows
+
+
+def test_a_prompts_samples_admitted_together_share_one_prefill(engines, monkeypatch):
     """``n`` samples of a prompt that enter slots together are prefilled once: the model sees each prompt once."""
     reference, _ = engines
     wide = HFBackend(reference.model, reference.tokenizer, batch_size=24, engine="slots")
-    forward, prefilled = wide.model.forward, []
-
-    @functools.wraps(forward)
-    def counting(*args, **kwargs):
-        if kwargs["input_ids"].shape[1] > 1:
-            prefilled.append(kwargs["input_ids"].shape[0])
-        return forward(*args, **kwargs)
-
-    wide.model.forward = counting
-    try:
-        out = wide.generate(PROMPTS[:8], SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7))
-    finally:
-        del wide.model.forward
+    prefilled = _count_prefills(monkeypatch)
+    out = wide.generate(PROMPTS[:8], SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7))
     assert prefilled == [8] and [len(row) for row in out] == [3] * 8
     assert any(len({tuple(c.token_ids) for c in row}) > 1 for row in out)  # one prefill, still distinct samples
+
+
+def test_waiting_prompts_are_prefilled_several_at_a_time(engines, monkeypatch):
+    """With ``admit=3`` a freed slot waits until three are free (or the rest of the queue fits); the tokens do
+    not change."""
+    reference, slots = engines
+    sampling = SamplingParams(max_new_tokens=100)
+    expected = _ids(reference.generate(PROMPTS, sampling))
+    rows = [slots.encode(p) for p in PROMPTS]
+    prefilled = _count_prefills(monkeypatch)
+    decoder = SlotDecoder(slots.model, slots.tokenizer.pad_token_id, slots=6, admit=3)
+    generated = decoder.run(rows, list(range(len(rows))), sampling, lambda ids: slots._finished(ids, sampling))
+    waiting = len(rows)
+    for n in prefilled:
+        assert n >= min(3, waiting)
+        waiting -= n
+    assert waiting == 0 and len(prefilled) < len(rows) - 6
+    assert [[slots._completion(rows[r], ids, lps, sampling).token_ids] for r, (ids, lps) in enumerate(generated)] \
+        == expected
+
+
+def _tiny(cls_config, **overrides):
+    torch.manual_seed(0)
+    config = cls_config(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                        num_key_value_heads=overrides.pop("num_key_value_heads", 4), max_position_embeddings=256,
+                        **overrides)
+    model = AutoModelForCausalLM.from_config(config, attn_implementation="sdpa").eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if name.endswith("bias"):  # initialised to zero: make them count
+                parameter.normal_(std=0.5)
+    return model
+
+
+@pytest.mark.parametrize("which", ["tiny actor", "qwen2 with q/k/v biases"])
+def test_the_lean_forward_gives_the_models_logits_bit_for_bit(engines, which):
+    """The slot engine's own pass (agents/backends/fused.py) against the model's forward: the same tokens and
+    log-probabilities to the last bit, over prefills of several padded prompts, compactions and refills."""
+    model = engines[1].model if which == "tiny actor" else _tiny(Qwen2Config)
+    rows = [row[:30] for row in (engines[1].encode(p) for p in PROMPTS[:24])]
+    rows = rows if which == "tiny actor" else [[3 + t % 60 for t in row] for row in rows]
+    sampling = SamplingParams(max_new_tokens=25, logprobs=True)
+    out = {}
+    for fused in (True, False):
+        decoder = SlotDecoder(model, 0, slots=5, margin=3, fused=fused)
+        assert (decoder.fused is not None) == fused
+        out[fused] = decoder.run(rows, list(range(len(rows))), sampling, lambda ids: len(ids) >= 25)
+    assert out[True] == out[False]
+
+
+def test_adapters_and_grouped_heads_keep_the_models_forward(engines):
+    """A LoRA-wrapped layer or grouped key/value heads compute something the lean pass does not: it is not used."""
+    assert supports_fused(engines[0].model)
+    assert not supports_fused(_tiny(LlamaConfig, num_key_value_heads=2))
+    adapted = get_peft_model(_tiny(LlamaConfig), LoraConfig(r=2, target_modules=["q_proj"]))
+    assert not supports_fused(adapted) and not supports_fused(adapted.base_model.model)
 
 
 def test_models_with_sliding_windows_use_generate(engines):

@@ -25,13 +25,16 @@ class HFBackend:
 
     ``engine``: ``slots`` decodes ``batch_size`` rows at a time and refills a row the moment it ends; ``generate``
     runs ``model.generate`` on batches of ``batch_size`` rows, each until its longest row ends (the library's
-    reference path); ``auto`` takes ``slots`` whenever every layer is full attention.
+    reference path); ``auto`` takes ``slots`` whenever every layer is full attention. ``fused``: the slot engine
+    runs Llama/Qwen2 models on its lean forward pass (agents/backends/fused.py, the same logits); ``False`` keeps
+    the model's own forward.
     """
 
     name = "hf"
 
     def __init__(self, model: str | os.PathLike | Any, tokenizer: Any = None, device: str = "auto",
-                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None, engine: str = "auto"):
+                 dtype: str = "auto", batch_size: int = 64, threads: int | None = None, engine: str = "auto",
+                 fused: bool = True):
         if engine not in ENGINES:
             raise ValueError(f"HFBackend: engine must be one of {ENGINES}, got {engine!r}")
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -64,7 +67,7 @@ class HFBackend:
         elif engine == "slots" and not supports_slots(self.model):
             raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
                              "has sliding-window or recurrent layers (use engine='generate')")
-        self.engine = engine
+        self.engine, self.fused = engine, fused
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -117,7 +120,7 @@ class HFBackend:
         """
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r]))
         if self.engine == "slots":
-            decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size)
+            decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size, fused=self.fused)
             return decoder.run(rows, order, sampling, lambda ids: self._finished(ids, sampling))
         out: list[tuple[list[int], list | None]] = [([], None)] * len(rows)
         for i in range(0, len(order), self.batch_size):

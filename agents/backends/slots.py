@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
 
+from agents.backends.fused import FusedForward, supports_fused
 from core.sampling import SamplingParams
 
 __all__ = ["SlotCache", "SlotDecoder", "left_pad", "supports_slots"]
@@ -96,11 +97,12 @@ class SlotCache(Cache):
         self.slots, self.columns, self.column = slots, columns, 0
         super().__init__(layers=[_SlotLayer(self) for _ in range(num_layers)])
 
-    def place(self, slots: torch.Tensor, start: int, prefill: DynamicCache, rows: torch.Tensor) -> None:
-        """Copy a prefill's keys and values (rows left-padded to one width), its row ``rows[j]`` into slot
-        ``slots[j]``, from column ``start``."""
-        for layer, source in zip(self.layers, prefill.layers):
-            layer.place(slots, start, source.keys[rows], source.values[rows])
+    def place(self, slots: torch.Tensor, start: int, prefill: list[tuple[torch.Tensor, torch.Tensor]],
+              rows: torch.Tensor) -> None:
+        """Copy a prefill's keys and values per layer (rows left-padded to one width), its row ``rows[j]`` into
+        slot ``slots[j]``, from column ``start``."""
+        for layer, (keys, values) in zip(self.layers, prefill):
+            layer.place(slots, start, keys[rows], values[rows])
 
     def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
         """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
@@ -115,18 +117,24 @@ class SlotDecoder:
 
     ``finished(ids)`` says whether a row's completion so far is done (EOS, a stop string, the length limit).
     Rows are admitted in the order given; tokens of a greedy row equal ``generate``'s up to floating-point ties.
+    ``fused``: run the passes on :class:`~agents.backends.fused.FusedForward` where the model supports it (same
+    logits, far fewer operations per pass), else on the model's own forward. ``admit``: how many slots must be
+    free before waiting prompts are prefilled together (default an eighth of the slots).
     """
 
-    def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int = 16):
+    def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int = 16, fused: bool = True,
+                 admit: int | None = None):
         # ``margin``: cache columns beyond the longest row, and how many columns no live row uses any more are
         # let pile up on the left before the spans shift back. Every forward pass reads all columns up to the
         # current one, so a small margin keeps that near the longest live span; a shift costs about 1/``margin``
         # of what the passes since the last one read
         self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, max(1, margin)
+        self.admit = max(1, admit if admit is not None else slots // 8)
         self.device = next(model.parameters()).device
         self.num_layers = model.config.get_text_config().num_hidden_layers
         # transformers 5 renamed ``past_key_values`` to ``cache``; a model's own code may still take the old name
         self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+        self.fused = FusedForward(model) if fused and supports_fused(model) else None
 
     @torch.inference_mode()
     def run(self, rows: list[list[int]], order: list[int], sampling: SamplingParams,
@@ -170,7 +178,9 @@ class SlotDecoder:
 
         while True:
             free = [s for s in range(live) if row_of[s] is None]
-            if waiting and free:
+            # prompts are prefilled a few at a time (``admit`` free slots, or every waiting one, or when nothing
+            # decodes): one pass over several prompts costs far less than one pass each
+            if waiting and free and (len(free) >= min(self.admit, len(waiting)) or len(free) == live):
                 new = [waiting.pop() for _ in range(min(len(free), len(waiting)))]
                 width = max(len(rows[r]) for r in new)
                 if cache.columns - max(cache.column, width) < 1:
@@ -192,8 +202,7 @@ class SlotDecoder:
             valid[:live, col] = True  # idle slots see their own column only: no row is all masked
             mask = torch.zeros(live, 1, 1, col + 1, dtype=self.model.dtype, device=self.device)
             mask.masked_fill_(~valid[:live, None, None, :col + 1], torch.finfo(mask.dtype).min)
-            logits = self.model(input_ids=token[:live, None], attention_mask=mask, position_ids=position[:live, None],
-                                use_cache=True, **{self.cache_kw: cache}).logits[:, -1]
+            logits = self._decode_pass(cache, token[:live, None], position[:live, None], mask)
             for s in range(live):
                 if row_of[s] is None:
                     valid[s, col] = False
@@ -209,10 +218,7 @@ class SlotDecoder:
         source = [unique.setdefault(tuple(rows[r]), len(unique)) for r in new]
         ids, attention, positions = left_pad(list(unique), self.pad)
         width, col = ids.shape[1], cache.column
-        prefill = DynamicCache()
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=attention.to(self.device),
-                            position_ids=positions.to(self.device), use_cache=True, logits_to_keep=1,
-                            **{self.cache_kw: prefill}).logits[:, -1]
+        logits, prefill = self._prefill_pass(ids.to(self.device), attention.to(self.device), positions.to(self.device))
         source_rows = torch.tensor(source, device=self.device)
         cache.place(torch.tensor(free[:len(new)], device=self.device), col - width, prefill, source_rows)
         for s, r in zip(free, new):
@@ -222,6 +228,28 @@ class SlotDecoder:
             valid[s, start[s]:col] = True
             position[s] = len(rows[r])
         return logits[source_rows]
+
+    def _decode_pass(self, cache: SlotCache, ids, positions, mask) -> torch.Tensor:
+        """One token per live slot: the last logits, the new keys and values written at the cache's column."""
+        if self.fused is not None:
+            return self.fused(ids, positions, mask, lambda layer, k, v: cache.layers[layer].update(k, v))
+        return self.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                          **{self.cache_kw: cache}).logits[:, -1]
+
+    def _prefill_pass(self, ids, attention, positions) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """Left-padded prompts: each row's last logits, and every layer's keys and values."""
+        if self.fused is not None:
+            width = ids.shape[1]
+            causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
+            allowed = causal[None] & attention.bool()[:, None, :]
+            mask = torch.zeros(allowed.shape, dtype=self.fused.embed.dtype, device=self.device)
+            mask = mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)[:, None]
+            kept: list[tuple[torch.Tensor, torch.Tensor]] = []
+            return self.fused(ids, positions, mask, lambda layer, k, v: kept.append((k, v)) or (k, v)), kept
+        prefill = DynamicCache()
+        logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
+                            logits_to_keep=1, **{self.cache_kw: prefill}).logits[:, -1]
+        return logits, [(layer.keys, layer.values) for layer in prefill.layers]
 
     def _compact(self, cache: SlotCache, valid, start, row_of, live: int) -> None:
         """Shift every span left past the columns no live row uses any more (spans are contiguous and no longer
