@@ -1,6 +1,7 @@
 """Where a decode pass of the slot engine spends its time: one forward pass of ``slots`` rows over ``columns`` cache
-columns (the tiny actor, a :class:`~agents.backends.slots.SlotCache`), and one layer's attention over the same
-keys and values, alone (they stay in the CPU's cache) and rotating over every layer's (as in a real pass).
+columns (the tiny actor, a :class:`~agents.backends.slots.SlotCache`) on the model's forward and on the slot
+engine's lean pass (agents/backends/fused.py), and one layer's attention over the same keys and values, alone
+(they stay in the CPU's cache) and rotating over every layer's (as in a real pass).
 
     python benchmarks/decode_pass.py [--slots 16 32 64 128] [--columns 20 60 167] [--compile]
 
@@ -22,6 +23,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
+from agents.backends.fused import FusedForward  # noqa: E402
 from agents.backends.slots import SlotCache  # noqa: E402
 from storage import atomic_write_json  # noqa: E402
 
@@ -51,6 +53,10 @@ def measure(model, compiled, slots: int, columns: int, cache_columns: int, repea
         return fn(input_ids=token, attention_mask=mask, position_ids=position, use_cache=True, cache=cache)
 
     row = {"slots": slots, "columns": columns, "pass_ms": _ms(lambda: forward(model.forward), repeats)}
+    lean = FusedForward(model)
+    cache.column = columns - 1
+    row["lean_pass_ms"] = _ms(lambda: lean(token, position, mask, lambda i, k, v: cache.layers[i].update(k, v)),
+                              repeats)
     if compiled is not None:
         row["compiled_pass_ms"] = _ms(lambda: forward(compiled), repeats)
     query = torch.randn(slots, 1, heads, head_dim).transpose(1, 2)

@@ -133,11 +133,12 @@ def _tiny(cls_config, **overrides):
     return model
 
 
-@pytest.mark.parametrize("which", ["tiny actor", "qwen2 with q/k/v biases"])
+@pytest.mark.parametrize("which", ["tiny actor", "qwen2 with q/k/v biases", "llama with grouped heads"])
 def test_the_lean_forward_gives_the_models_logits_bit_for_bit(engines, which):
     """The slot engine's own pass (agents/backends/fused.py) against the model's forward: the same tokens and
     log-probabilities to the last bit, over prefills of several padded prompts, compactions and refills."""
-    model = engines[1].model if which == "tiny actor" else _tiny(Qwen2Config)
+    model = {"tiny actor": lambda: engines[1].model, "qwen2 with q/k/v biases": lambda: _tiny(Qwen2Config),
+             "llama with grouped heads": lambda: _tiny(LlamaConfig, num_key_value_heads=2)}[which]()
     rows = [row[:30] for row in (engines[1].encode(p) for p in PROMPTS[:24])]
     rows = rows if which == "tiny actor" else [[3 + t % 60 for t in row] for row in rows]
     sampling = SamplingParams(max_new_tokens=25, logprobs=True)
@@ -149,10 +150,9 @@ def test_the_lean_forward_gives_the_models_logits_bit_for_bit(engines, which):
     assert out[True] == out[False]
 
 
-def test_adapters_and_grouped_heads_keep_the_models_forward(engines):
-    """A LoRA-wrapped layer or grouped key/value heads compute something the lean pass does not: it is not used."""
+def test_adapters_keep_the_models_forward(engines):
+    """A LoRA-wrapped layer computes something the lean pass does not: it is not used."""
     assert supports_fused(engines[0].model)
-    assert not supports_fused(_tiny(LlamaConfig, num_key_value_heads=2))
     adapted = get_peft_model(_tiny(LlamaConfig), LoraConfig(r=2, target_modules=["q_proj"]))
     assert not supports_fused(adapted) and not supports_fused(adapted.base_model.model)
 

@@ -23,8 +23,8 @@ _ATTENTION, _MLP = ("q_proj", "k_proj", "v_proj", "o_proj"), ("gate_proj", "up_p
 
 
 def supports_fused(model) -> bool:
-    """A Llama or Qwen2 decoder with plain RoPE, SiLU MLP, one key/value head per query head, and plain
-    ``nn.Linear`` projections (an adapter-wrapped or quantised layer computes something else from its weight)."""
+    """A Llama or Qwen2 decoder with plain RoPE, SiLU MLP and plain ``nn.Linear`` projections (an adapter-wrapped
+    or quantised layer computes something else from its weight)."""
     config = getattr(model, "config", None)
     if type(model).__name__ not in _CLASSES or getattr(config, "hidden_act", None) != "silu":
         return False
@@ -35,7 +35,7 @@ def supports_fused(model) -> bool:
     rope = getattr(config, "rope_parameters", None) or {}
     if rope.get("rope_type", "default") != "default" or getattr(config, "mlp_bias", False):
         return False
-    if config.num_key_value_heads != config.num_attention_heads or getattr(config, "pretraining_tp", 1) != 1:
+    if getattr(config, "pretraining_tp", 1) != 1:
         return False
     return getattr(config, "_attn_implementation", "sdpa") == "sdpa"
 
@@ -48,7 +48,7 @@ class FusedForward:
 
     def __init__(self, model):
         config, base = model.config, model.model
-        self.heads = config.num_attention_heads
+        self.heads, self.kv_heads = config.num_attention_heads, config.num_key_value_heads
         self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.heads
         self.scale = self.head_dim ** -0.5
         self.embed = base.embed_tokens.weight
@@ -91,19 +91,35 @@ class FusedForward:
         half = x.shape[-1] // 2
         return (x * cos).add_(torch.cat((-x[..., half:], x[..., :half]), dim=-1).mul_(sin))
 
+    def _attend(self, query, keys, values, mask) -> torch.Tensor:
+        """Attention as the library's sdpa path runs it: with grouped key/value heads, one query token attends per
+        key/value head (its query heads packed as rows), longer queries attend to repeated keys and values."""
+        if self.kv_heads == self.heads:
+            return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale)
+        rows, heads, queries, dim = query.shape
+        groups = heads // self.kv_heads
+        if queries == 1:
+            packed = query.reshape(rows, self.kv_heads, groups, dim)
+            out = F.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scale)
+            return out.reshape(rows, heads, 1, dim)
+        width = keys.shape[2]
+        keys = keys[:, :, None].expand(rows, self.kv_heads, groups, width, dim).reshape(rows, heads, width, dim)
+        values = values[:, :, None].expand(rows, self.kv_heads, groups, width, dim).reshape(rows, heads, width, dim)
+        return F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale)
+
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
                  kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
         rows, queries = ids.shape
         x = F.embedding(ids, self.embed)
         cos, sin = self._rotary(positions, x.dtype)
-        split = (rows, queries, self.heads, self.head_dim)
+        split, kv_split = (rows, queries, self.heads, self.head_dim), (rows, queries, self.kv_heads, self.head_dim)
         for index, (n1, e1, q, k, v, o, n2, e2, gate, up, down) in enumerate(self.layers):
             h = self._norm(x, n1, e1)
             query = self._rope(F.linear(h, *q).view(split).transpose(1, 2), cos, sin)
-            key = self._rope(F.linear(h, *k).view(split).transpose(1, 2), cos, sin)
-            keys, values = kv(index, key, F.linear(h, *v).view(split).transpose(1, 2))
-            attended = F.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=self.scale)
+            key = self._rope(F.linear(h, *k).view(kv_split).transpose(1, 2), cos, sin)
+            keys, values = kv(index, key, F.linear(h, *v).view(kv_split).transpose(1, 2))
+            attended = self._attend(query, keys, values, mask)
             x = x.add_(F.linear(attended.transpose(1, 2).reshape(rows, queries, -1), *o))
             h = self._norm(x, n2, e2)
             x = x.add_(F.linear(F.silu(F.linear(h, gate), inplace=True).mul_(F.linear(h, up)), down))
