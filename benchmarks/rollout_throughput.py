@@ -66,9 +66,26 @@ def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs:
     prompts (prefill), and everything else (environment, critic, parsing, scheduling)."""
     stats, spent = RolloutStats(), {"decode_s": 0.0, "prefill_s": 0.0}
     passes = {"_decode_pass": SlotDecoder._decode_pass, "_prefill_pass": SlotDecoder._prefill_pass}
+    shape = {"passes": 0, "rows": 0, "row_columns": 0, "own_columns": 0, "prefills": 0}
+    timed_decode = _timed(spent, lambda *a, **k: "decode_s", passes["_decode_pass"])
+
+    def decode_pass(self, cache, ids, positions, mask):
+        """Also counts what the pass read: rows, columns, and the columns that are a row's own (unmasked)."""
+        shape["passes"] += 1
+        shape["rows"] += mask.shape[0]
+        shape["row_columns"] += mask.shape[0] * mask.shape[-1]
+        shape["own_columns"] += int((mask == 0).sum())
+        return timed_decode(self, cache, ids, positions, mask)
+
+    timed_prefill = _timed(spent, lambda *a, **k: "prefill_s", passes["_prefill_pass"])
+
+    def prefill_pass(self, *args):
+        shape["prefills"] += 1
+        return timed_prefill(self, *args)
+
     if backend.engine == "slots":  # the slot engine's two passes, whichever forward they run on
-        SlotDecoder._decode_pass = _timed(spent, lambda *a, **k: "decode_s", passes["_decode_pass"])
-        SlotDecoder._prefill_pass = _timed(spent, lambda *a, **k: "prefill_s", passes["_prefill_pass"])
+        SlotDecoder._decode_pass = decode_pass
+        SlotDecoder._prefill_pass = prefill_pass
     else:
         backend.model.forward = _timed(
             spent, lambda *a, **k: "decode_s" if k["input_ids"].shape[1] == 1 else "prefill_s", backend.model.forward)
@@ -82,6 +99,11 @@ def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs:
     row = {"tokens": stats.completion_tokens, "seconds": round(stats.seconds, 2),
            "tokens_per_s": round(stats.tokens_per_second, 1), "episodes": stats.episodes,
            "generate_calls": stats.generate_calls, **{k: round(v, 2) for k, v in spent.items()}}
+    if shape["passes"]:
+        row |= {"prefill_passes": shape["prefills"], "decode_passes": shape["passes"],
+                "mean_rows": round(shape["rows"] / shape["passes"], 1),
+                "mean_columns": round(shape["row_columns"] / shape["rows"], 1),
+                "own_column_share": round(shape["own_columns"] / shape["row_columns"], 3)}
     return row, [[g.completion_ids for g in r.generations] for r in records]
 
 
@@ -137,6 +159,11 @@ def main() -> None:
         same = f"{same}/{row['episodes']}" if same != "" else ""
         print(f"{name:<40}{row['tokens']:>10}{row['seconds']:>10}{row['tokens_per_s']:>12}{ratio:>9}{same:>11}"
               f"{row.get('decode_s', ''):>10}{row.get('prefill_s', ''):>10}")
+    for name, row in rows.items():
+        if "decode_passes" in row:
+            print(f"{name}: {row['prefill_passes']} prefill passes; {row['decode_passes']} decode passes of "
+                  f"{row['mean_rows']} rows over {row['mean_columns']} columns, {row['own_column_share']:.0%} of "
+                  "them a row's own")
     print(f"best: {best}, {ratios[best + '_over_b0']} x (b0) (target >= 2)")
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")

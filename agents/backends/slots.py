@@ -10,7 +10,8 @@ Layout: every slot writes its next token at the same cache column; a slot's own 
 columns ending there, its positions are its own (``position_ids``), and a 4D mask hides every other column. A
 prefilled prompt is placed so that it ends at the current column; once the oldest live span starts ``margin``
 columns in (or the columns run out), the spans are shifted left past it. The model's code is untouched: it sees
-an ordinary cache and a prepared mask.
+an ordinary cache and a prepared mask. For Llama and Qwen2 models the passes run on a lean forward of the model's
+own weights instead (agents/backends/fused.py: the same logits, a fraction of the operations per pass).
 """
 
 from __future__ import annotations
@@ -245,7 +246,12 @@ class SlotDecoder:
             mask = torch.zeros(allowed.shape, dtype=self.fused.embed.dtype, device=self.device)
             mask = mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)[:, None]
             kept: list[tuple[torch.Tensor, torch.Tensor]] = []
-            return self.fused(ids, positions, mask, lambda layer, k, v: kept.append((k, v)) or (k, v)), kept
+
+            def keep(layer: int, keys: torch.Tensor, values: torch.Tensor):
+                kept.append((keys, values))
+                return keys, values  # a prompt attends to its own tokens only
+
+            return self.fused(ids, positions, mask, keep), kept
         prefill = DynamicCache()
         logits = self.model(input_ids=ids, attention_mask=attention, position_ids=positions, use_cache=True,
                             logits_to_keep=1, **{self.cache_kw: prefill}).logits[:, -1]
