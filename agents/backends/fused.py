@@ -44,7 +44,8 @@ class FusedForward:
     """``forward(ids, positions, mask, kv)`` -> the last position's logits.
 
     ``mask`` is an additive float mask ``(rows, 1, queries, keys)``; ``kv(layer, keys, values)`` stores a layer's
-    new keys and values ``(rows, heads, queries, head_dim)`` and returns the keys and values to attend over."""
+    new keys and values ``(rows, key/value heads, queries, head_dim)`` and returns the keys and values to attend
+    over."""
 
     def __init__(self, model):
         config, base = model.config, model.model
