@@ -201,8 +201,7 @@ class SlotDecoder:
                 self._compact(cache, valid, start, row_of, live)
             col = cache.column
             valid[:live, col] = True  # idle slots see their own column only: no row is all masked
-            mask = torch.zeros(live, 1, 1, col + 1, dtype=self.model.dtype, device=self.device)
-            mask.masked_fill_(~valid[:live, None, None, :col + 1], torch.finfo(mask.dtype).min)
+            mask = self._additive(valid[:live, None, None, :col + 1])
             logits = self._decode_pass(cache, token[:live, None], position[:live, None], mask)
             for s in range(live):
                 if row_of[s] is None:
@@ -230,6 +229,11 @@ class SlotDecoder:
             position[s] = len(rows[r])
         return logits[source_rows]
 
+    def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
+        """The float mask attention adds: 0 where ``allowed``, the dtype's minimum elsewhere."""
+        mask = torch.zeros(allowed.shape, dtype=self.model.dtype, device=self.device)
+        return mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)
+
     def _decode_pass(self, cache: SlotCache, ids, positions, mask) -> torch.Tensor:
         """One token per live slot: the last logits, the new keys and values written at the cache's column."""
         if self.fused is not None:
@@ -242,9 +246,7 @@ class SlotDecoder:
         if self.fused is not None:
             width = ids.shape[1]
             causal = torch.ones(width, width, dtype=torch.bool, device=self.device).tril()
-            allowed = causal[None] & attention.bool()[:, None, :]
-            mask = torch.zeros(allowed.shape, dtype=self.fused.embed.dtype, device=self.device)
-            mask = mask.masked_fill_(~allowed, torch.finfo(mask.dtype).min)[:, None]
+            mask = self._additive((causal[None] & attention.bool()[:, None, :])[:, None])
             kept: list[tuple[torch.Tensor, torch.Tensor]] = []
 
             def keep(layer: int, keys: torch.Tensor, values: torch.Tensor):
