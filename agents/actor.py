@@ -10,6 +10,7 @@ marked ``retokenized``.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,9 +32,24 @@ class SampledLine:
     exact: bool = True  # False: the line boundary fell inside a token
 
 
+def _decoding_memo(tokenizer: Any) -> tuple[frozenset[int], dict[int, str]]:
+    """The tokenizer's special ids and each token's text decoded alone, filled as tokens are seen (a rollout
+    splits every completion token; the library recomputes ``all_special_ids`` on each call)."""
+    try:
+        memo = _MEMO.get(tokenizer)
+    except TypeError:  # not weak-referenceable: no memo
+        return frozenset(tokenizer.all_special_ids), {}
+    if memo is None:
+        memo = _MEMO[tokenizer] = (frozenset(tokenizer.all_special_ids), {})
+    return memo
+
+
+_MEMO: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def split_completion_lines(tokenizer: Any, ids: Sequence[int], template: PromptTemplate) -> list[SampledLine]:
     """Cut a completion's ids at newlines; blank lines are dropped, as the environment drops them."""
-    special = set(tokenizer.all_special_ids)
+    special, pieces = _decoding_memo(tokenizer)
     lines: list[SampledLine] = []
     current: list[int] = []
     text = ""
@@ -47,7 +63,9 @@ def split_completion_lines(tokenizer: Any, ids: Sequence[int], template: PromptT
     for token in ids:
         if token in special:
             continue
-        piece = tokenizer.decode([token], skip_special_tokens=True)
+        piece = pieces.get(token)
+        if piece is None:
+            piece = pieces[token] = tokenizer.decode([token], skip_special_tokens=True)
         current.append(token)
         text += piece
         if "\n" in piece:

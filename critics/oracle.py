@@ -26,6 +26,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from core.critique import Critique, StepJudgement
 from core.problem import Problem
@@ -70,7 +71,7 @@ class OracleCritic(BaseCritic):
         refs = [_RefComputation(c) for line in (problem.steps or ()) if not is_answer_line(line)
                 for c in find_computations(line)]
         finished_right = bool(steps) and is_answer_line(steps[-1]) and self._answer_right(steps[-1], problem)
-        known = problem_numbers(problem.question)  # grows by each step's results
+        known = set(problem_numbers(problem.question))  # grows by each step's results
         judgements: list[StepJudgement] = []
         first_error: int | None = None
         hint = ""
@@ -209,8 +210,10 @@ _WORDS = {"half": Fraction(1, 2), "once": 1, "twice": 2, "double": 2, "triple": 
 _CONSTANTS = {Fraction(n) for n in (1, 2, 3, 4, 7, 10, 12, 24, 30, 52, 60, 100, 365, 1000)} | {Fraction(1, 2), Fraction(1, 4)}
 
 
-def problem_numbers(question: str) -> set[Fraction]:
-    """Every number a problem gives (digits, percentages as fractions too, number words) and the unit constants."""
+@lru_cache(maxsize=65536)
+def problem_numbers(question: str) -> frozenset[Fraction]:
+    """Every number a problem gives (digits, percentages as fractions too, number words) and the unit constants
+    (memoised: every critique of a problem reads its question again)."""
     numbers = set(_CONSTANTS)
     for m in re.finditer(r"\d+(?:,\d{3})*(?:\.\d+)?", question):
         value = Fraction(m.group().replace(",", ""))
@@ -218,4 +221,4 @@ def problem_numbers(question: str) -> set[Fraction]:
     for word in re.findall(r"[a-z]+", question.lower()):
         if word in _WORDS:
             numbers.add(Fraction(_WORDS[word]))
-    return numbers
+    return frozenset(numbers)

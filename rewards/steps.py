@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from fractions import Fraction
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 import sympy
 
@@ -62,9 +62,10 @@ class Computation:
             return abs(self.value - self.stated) <= Fraction(1, 10**9) * max(1, abs(self.value))
         return abs(self.value - self.stated) < Fraction(1, 10**self.stated_decimals)
 
-    @property
+    @cached_property
     def binary(self) -> tuple[Fraction, str, Fraction] | None:
-        """``(a, op, b)`` when the expression is a single binary operation, else ``None``."""
+        """``(a, op, b)`` when the expression is a single binary operation, else ``None`` (kept: critics ask
+        often, and memoised computations are shared)."""
         m = _BINARY_RE.match(self.expression.replace(" ", ""))
         if not m:
             return None

@@ -10,7 +10,7 @@ from transformers import AutoModelForCausalLM, LlamaConfig, Qwen2Config
 from agents.backends import SamplingParams
 from agents.backends.fused import supports_fused
 from agents.backends.hf import HFBackend
-from agents.backends.slots import SlotDecoder
+from agents.backends.slots import SlotDecoder, length_groups
 from agents.prompts import PromptTemplate
 from envs import SyntheticArithmetic
 from pipeline.checkpoints import SHIPPED_ACTOR
@@ -78,27 +78,59 @@ def test_sampling_is_seeded_and_its_logprobs_are_the_models(engines):
     assert scores == pytest.approx([sum(c.logprobs) for c in flat], abs=1e-3)
 
 
-def _count_prefills(monkeypatch) -> list[int]:
-    """Rows of every prefill pass the slot engine runs, whichever forward it runs on."""
-    prefill, rows = SlotDecoder._prefill_pass, []
+def _count_prefills(monkeypatch) -> tuple[list[int], list[list[tuple[int, ...]]]]:
+    """Rows admitted at each admission, and the prompts (unpadded) of every prefill pass, whichever forward the
+    passes run on."""
+    admit, prefill, admitted, passes = SlotDecoder._prefill, SlotDecoder._prefill_pass, [], []
+
+    @functools.wraps(admit)
+    def admitting(self, cache, valid, start, position, row_of, free, new, rows):
+        admitted.append(len(new))
+        return admit(self, cache, valid, start, position, row_of, free, new, rows)
 
     @functools.wraps(prefill)
-    def counting(self, ids, *args):
-        rows.append(ids.shape[0])
-        return prefill(self, ids, *args)
+    def counting(self, ids, attention, *args):
+        passes.append([tuple(row[mask.bool()].tolist()) for row, mask in zip(ids, attention)])
+        return prefill(self, ids, attention, *args)
 
+    monkeypatch.setattr(SlotDecoder, "_prefill", admitting)
     monkeypatch.setattr(SlotDecoder, "_prefill_pass", counting)
-    return rows
+    return admitted, passes
 
 
 def test_a_prompts_samples_admitted_together_share_one_prefill(engines, monkeypatch):
     """``n`` samples of a prompt that enter slots together are prefilled once: the model sees each prompt once."""
     reference, _ = engines
     wide = HFBackend(reference.model, reference.tokenizer, batch_size=24, engine="slots")
-    prefilled = _count_prefills(monkeypatch)
+    admitted, passes = _count_prefills(monkeypatch)
     out = wide.generate(PROMPTS[:8], SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7))
-    assert prefilled == [8] and [len(row) for row in out] == [3] * 8
+    assert admitted == [24] and [len(row) for row in out] == [3] * 8
+    prefilled = [prompt for rows in passes for prompt in rows]
+    assert sorted(prefilled) == sorted(tuple(wide.encode(p)) for p in PROMPTS[:8])
     assert any(len({tuple(c.token_ids) for c in row}) > 1 for row in out)  # one prefill, still distinct samples
+
+
+def test_an_admission_of_mixed_lengths_is_prefilled_in_groups_of_similar_length(engines, monkeypatch):
+    """Short prompts are not padded to the longest one's width: the admission splits into passes of similar
+    lengths (``length_groups``), and the tokens do not change."""
+    reference, slots = engines
+    sampling = SamplingParams(max_new_tokens=60)
+    mixed = [PROMPTS[0], PROMPTS[7], PROMPTS[8], PROMPTS[15]] * 3  # levels 1 and 8: short and long prompts
+    expected = _ids(reference.generate(mixed, sampling))
+    wide = HFBackend(reference.model, reference.tokenizer, batch_size=12, engine="slots")
+    admitted, passes = _count_prefills(monkeypatch)
+    assert _ids(wide.generate(mixed, sampling)) == expected
+    assert admitted == [12] and len(passes) == 2
+    short, long = (max(len(p) for p in rows) for rows in passes)
+    assert short < long and all(len(p) <= short for p in passes[0])
+
+
+def test_length_groups_split_where_padding_costs_more_than_a_pass():
+    assert length_groups([50, 48, 52], overhead=80) == [[1, 0, 2]]       # a little padding: one pass
+    assert length_groups([20, 180, 22, 175], overhead=80) == [[0, 2], [3, 1]]
+    assert length_groups([20, 180, 22, 175], overhead=10_000) == [[0, 2, 3, 1]]  # passes dear: one
+    assert sorted(i for g in length_groups(list(range(1, 65)), overhead=5) for i in g) == list(range(64))
+    assert length_groups([]) == []
 
 
 def test_waiting_prompts_are_prefilled_several_at_a_time(engines, monkeypatch):
@@ -108,14 +140,14 @@ def test_waiting_prompts_are_prefilled_several_at_a_time(engines, monkeypatch):
     sampling = SamplingParams(max_new_tokens=100)
     expected = _ids(reference.generate(PROMPTS, sampling))
     rows = [slots.encode(p) for p in PROMPTS]
-    prefilled = _count_prefills(monkeypatch)
+    admitted, _ = _count_prefills(monkeypatch)
     decoder = SlotDecoder(slots.model, slots.tokenizer.pad_token_id, slots=6, admit=3)
     generated = decoder.run(rows, list(range(len(rows))), sampling, lambda ids: slots._finished(ids, sampling))
     waiting = len(rows)
-    for n in prefilled:
+    for n in admitted:
         assert n >= min(3, waiting)
         waiting -= n
-    assert waiting == 0 and len(prefilled) < len(rows) - 6
+    assert waiting == 0 and len(admitted) < len(rows) - 6
     assert [[slots._completion(rows[r], ids, lps, sampling).token_ids] for r, (ids, lps) in enumerate(generated)] \
         == expected
 

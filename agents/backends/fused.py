@@ -77,7 +77,9 @@ class FusedForward:
             freqs = torch.arange(size, dtype=torch.float, device=self.inv_freq.device)[:, None] * self.inv_freq
             emb = torch.cat((freqs, freqs), dim=-1)
             self.cos = (emb.cos() * self.rope_scale).to(dtype)
-            self.sin = (emb.sin() * self.rope_scale).to(dtype)
+            sin = (emb.sin() * self.rope_scale).to(dtype)
+            half = sin.shape[-1] // 2  # the sign of rotate_half's negated half, folded in: (-a)*b == a*(-b) exactly
+            self.sin = torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
         return self.cos[positions][:, None], self.sin[positions][:, None]
 
     # in-place steps where a fresh tensor is the target: the same products and sums, fewer large allocations
@@ -89,8 +91,9 @@ class FusedForward:
 
     @staticmethod
     def _rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        """``x * cos + rotate_half(x) * sin`` with ``sin``'s first half negated (:meth:`_rotary`)."""
         half = x.shape[-1] // 2
-        return (x * cos).add_(torch.cat((-x[..., half:], x[..., :half]), dim=-1).mul_(sin))
+        return (x * cos).add_(torch.cat((x[..., half:], x[..., :half]), dim=-1).mul_(sin))
 
     def _attend(self, query, keys, values, mask) -> torch.Tensor:
         """Attention as the library's sdpa path runs it: with grouped key/value heads, one query token attends per

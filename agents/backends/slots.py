@@ -25,7 +25,7 @@ from transformers.cache_utils import Cache, CacheLayerMixin, DynamicCache
 from agents.backends.fused import FusedForward, supports_fused
 from core.sampling import SamplingParams
 
-__all__ = ["SlotCache", "SlotDecoder", "left_pad", "supports_slots"]
+__all__ = ["SlotCache", "SlotDecoder", "left_pad", "length_groups", "supports_slots"]
 
 
 def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -38,6 +38,28 @@ def left_pad(rows: Sequence[Sequence[int]], pad: int) -> tuple[torch.Tensor, tor
         input_ids[row, width - len(ids):] = torch.tensor(ids)
         attention[row, width - len(ids):] = 1
     return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
+
+
+def length_groups(lengths: Sequence[int], overhead: float = 80.0) -> list[list[int]]:
+    """Indices of prompts in groups of similar length, each to be prefilled as one left-padded pass: the split
+    that minimises the passes' cost, ``rows * width * (1 + width / 500) + overhead`` (in prompt tokens; the
+    quadratic term is attention's). Measured on the tiny actor on 2 CPU cores: a pass costs about 18 us per
+    padded token plus 1.5 ms, so ``overhead`` 80. Groups come shortest first; an exact split by dynamic
+    programming over the sorted lengths."""
+    order = sorted(range(len(lengths)), key=lengths.__getitem__)
+    best, cut = [0.0] + [float("inf")] * len(order), [0] * (len(order) + 1)
+    for j in range(1, len(order) + 1):
+        width = lengths[order[j - 1]]
+        per_row = width * (1 + width / 500)
+        for i in range(j):
+            cost = best[i] + (j - i) * per_row + overhead
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], len(order)
+    while j:
+        groups.append(order[cut[j]:j])
+        j = cut[j]
+    return groups[::-1]
 
 
 def supports_slots(model) -> bool:
@@ -124,13 +146,14 @@ class SlotDecoder:
     """
 
     def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int = 16, fused: bool = True,
-                 admit: int | None = None):
+                 admit: int | None = None, prefill_overhead: float = 80.0):
         # ``margin``: cache columns beyond the longest row, and how many columns no live row uses any more are
         # let pile up on the left before the spans shift back. Every forward pass reads all columns up to the
         # current one, so a small margin keeps that near the longest live span; a shift costs about 1/``margin``
         # of what the passes since the last one read
         self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, max(1, margin)
         self.admit = max(1, admit if admit is not None else slots // 8)
+        self.prefill_overhead = prefill_overhead  # a prefill pass's fixed cost in prompt tokens (length_groups)
         self.device = next(model.parameters()).device
         self.num_layers = model.config.get_text_config().num_hidden_layers
         # transformers 5 renamed ``past_key_values`` to ``cache``; a model's own code may still take the old name
@@ -211,23 +234,32 @@ class SlotDecoder:
             emit(busy, logits[busy])
 
     def _prefill(self, cache: SlotCache, valid, start, position, row_of, free, new, rows) -> torch.Tensor:
-        """Run the new prompts (left-padded together) and place them so each ends just before the current column.
+        """Run the new prompts and place them so each ends just before the current column; returns each new row's
+        last logits.
 
-        Equal prompts (a prompt's ``n`` samples, admitted together) run once and are copied into each slot."""
+        Equal prompts (a prompt's ``n`` samples, admitted together) run once and are copied into each slot.
+        Prompts of unequal length run in groups of similar length (:func:`length_groups`), each left-padded to
+        its own longest: a whole batch of mixed refinement prompts padded to one width is a quarter padding."""
         unique: dict[tuple[int, ...], int] = {}
         source = [unique.setdefault(tuple(rows[r]), len(unique)) for r in new]
-        ids, attention, positions = left_pad(list(unique), self.pad)
-        width, col = ids.shape[1], cache.column
-        logits, prefill = self._prefill_pass(ids.to(self.device), attention.to(self.device), positions.to(self.device))
-        source_rows = torch.tensor(source, device=self.device)
-        cache.place(torch.tensor(free[:len(new)], device=self.device), col - width, prefill, source_rows)
+        prompts, col = list(unique), cache.column
+        logits: list[torch.Tensor | None] = [None] * len(prompts)
+        for group in length_groups([len(p) for p in prompts], self.prefill_overhead):
+            local = {u: i for i, u in enumerate(group)}
+            ids, attention, positions = left_pad([prompts[u] for u in group], self.pad)
+            out, prefill = self._prefill_pass(ids.to(self.device), attention.to(self.device), positions.to(self.device))
+            placed = [j for j, u in enumerate(source) if u in local]
+            cache.place(torch.tensor([free[j] for j in placed], device=self.device), col - ids.shape[1], prefill,
+                        torch.tensor([local[source[j]] for j in placed], device=self.device))
+            for u, i in local.items():
+                logits[u] = out[i]
         for s, r in zip(free, new):
             row_of[s] = r
             start[s] = col - len(rows[r])
             valid[s] = False
             valid[s, start[s]:col] = True
             position[s] = len(rows[r])
-        return logits[source_rows]
+        return torch.stack([logits[u] for u in source])
 
     def _additive(self, allowed: torch.Tensor) -> torch.Tensor:
         """The float mask attention adds: 0 where ``allowed``, the dtype's minimum elsewhere."""
