@@ -32,9 +32,11 @@ shaping, all off by default: ``-invalid_action_penalty`` for each empty, non-tex
 
 from __future__ import annotations
 
+import copy
 import string
 import unicodedata
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from typing import Any
 
 import gymnasium as gym
@@ -67,6 +69,18 @@ __all__ = [
 _UNICODE = "¢£³¼½¾×çèéñ÷А\u200b–—‘’“”€−√" + "πθαβγδλμσφωΔΣΠ∞±≤≥≠≈→←↔⇒·•…°²¹⁰√∑∏∫∂∈∉⊂∪∩∠⊥∥✓✗"
 CHARSET = frozenset(string.printable) | frozenset(_UNICODE)
 _CHARSET_STR = "".join(sorted(CHARSET))
+
+
+@lru_cache(maxsize=None)
+def _text_template(max_length: int) -> spaces.Text:
+    return spaces.Text(max_length, min_length=0, charset=_CHARSET_STR)
+
+
+def text_space(max_length: int) -> spaces.Text:
+    """A ``Text`` space of up to ``max_length`` characters of :data:`CHARSET`, copied from one built per length
+    (gymnasium indexes the charset afresh for every space; a rollout builds four per environment). The copy
+    shares only read-only tables and seeds its own sampler."""
+    return copy.copy(_text_template(max_length))
 DEFAULT_ACTION_CHARS = 4096
 
 
@@ -154,11 +168,11 @@ class MathReasoningEnv(gym.Env):
         self.render_mode = render_mode
         c = self.config
         self.observation_space = spaces.Dict({
-            "problem": spaces.Text(c.max_problem_chars, min_length=0, charset=_CHARSET_STR),
-            "steps": spaces.Text(c.max_steps_chars, min_length=0, charset=_CHARSET_STR),
-            "feedback": spaces.Text(c.max_feedback_chars, min_length=0, charset=_CHARSET_STR),
+            "problem": text_space(c.max_problem_chars),
+            "steps": text_space(c.max_steps_chars),
+            "feedback": text_space(c.max_feedback_chars),
         })
-        self.action_space = spaces.Text(c.action_chars, min_length=0, charset=_CHARSET_STR)
+        self.action_space = text_space(c.action_chars)
         self.record: EpisodeRecord | None = None
         self._feedback = ""
         self._pending: PendingStep | None = None

@@ -23,6 +23,20 @@ def test_check_env_passes(kw):
     check_env(make(**kw), skip_render_check=True)
 
 
+def test_each_environment_samples_from_its_own_spaces():
+    """Spaces are copied from one built per length: each environment's are its own objects with their own
+    sampler, and they accept the same texts."""
+    a, b = MathReasoningEnv(), MathReasoningEnv()
+    assert a.action_space is not b.action_space
+    assert a.observation_space["steps"] is not b.observation_space["steps"]
+    a.action_space.seed(3)
+    b.action_space.seed(3)
+    first = a.action_space.sample()
+    a.action_space.sample()
+    assert b.action_space.sample() == first  # a's draws did not move b's sampler
+    assert a.action_space.contains("Step 1: 2+2=4") and b.action_space == a.action_space
+
+
 def test_registered_with_gymnasium():
     env = gym.make(envs.ENV_ID, critic=OracleCritic(), max_refinements=1)
     obs, info = env.reset(seed=0)

@@ -121,11 +121,11 @@ class SlotCache(Cache):
         super().__init__(layers=[_SlotLayer(self) for _ in range(num_layers)])
 
     def place(self, slots: torch.Tensor, start: int, prefill: list[tuple[torch.Tensor, torch.Tensor]],
-              rows: torch.Tensor) -> None:
-        """Copy a prefill's keys and values per layer (rows left-padded to one width), its row ``rows[j]`` into
-        slot ``slots[j]``, from column ``start``."""
+              rows: torch.Tensor | None = None) -> None:
+        """Copy a prefill's keys and values per layer (rows left-padded to one width), its row ``rows[j]`` (or
+        ``j``) into slot ``slots[j]``, from column ``start``."""
         for layer, (keys, values) in zip(self.layers, prefill):
-            layer.place(slots, start, keys[rows], values[rows])
+            layer.place(slots, start, keys if rows is None else keys[rows], values if rows is None else values[rows])
 
     def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
         """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
@@ -249,8 +249,12 @@ class SlotDecoder:
             ids, attention, positions = left_pad([prompts[u] for u in group], self.pad)
             out, prefill = self._prefill_pass(ids.to(self.device), attention.to(self.device), positions.to(self.device))
             placed = [j for j, u in enumerate(source) if u in local]
-            cache.place(torch.tensor([free[j] for j in placed], device=self.device), col - ids.shape[1], prefill,
-                        torch.tensor([local[source[j]] for j in placed], device=self.device))
+            if len(placed) == len(group):  # one slot per prompt: the pass's rows go to their slots as they are
+                slot_of = {source[j]: free[j] for j in placed}
+                cache.place(torch.tensor([slot_of[u] for u in group], device=self.device), col - ids.shape[1], prefill)
+            else:
+                cache.place(torch.tensor([free[j] for j in placed], device=self.device), col - ids.shape[1], prefill,
+                            torch.tensor([local[source[j]] for j in placed], device=self.device))
             for u, i in local.items():
                 logits[u] = out[i]
         for s, r in zip(free, new):
