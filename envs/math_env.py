@@ -36,7 +36,7 @@ import copy
 import string
 import unicodedata
 from dataclasses import asdict, dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import gymnasium as gym
@@ -71,7 +71,7 @@ CHARSET = frozenset(string.printable) | frozenset(_UNICODE)
 _CHARSET_STR = "".join(sorted(CHARSET))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _text_template(max_length: int) -> spaces.Text:
     return spaces.Text(max_length, min_length=0, charset=_CHARSET_STR)
 

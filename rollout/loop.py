@@ -5,8 +5,11 @@ Slots are refilled as episodes finish (continuous batching), so a slow long epis
 
 from __future__ import annotations
 
+import gc
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +37,29 @@ class RolloutStats:
         return self.completion_tokens / self.seconds if self.seconds else 0.0
 
 
+_frozen = {"depth": 0}
+_frozen_lock = threading.Lock()
+
+
+@contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Keep the objects alive before a rollout (models, tokenizers, sympy's caches: ~half a million) out of the
+    garbage collector's full passes while it runs; each such pass would scan them all (0.15-0.2 s on 2 cores, about
+    every other rollout of 512 episodes). Objects made during the rollout are collected as usual, and the heap is
+    unfrozen when the outermost rollout ends (rollouts may nest or run in threads)."""
+    with _frozen_lock:
+        if _frozen["depth"] == 0:
+            gc.freeze()
+        _frozen["depth"] += 1
+    try:
+        yield
+    finally:
+        with _frozen_lock:
+            _frozen["depth"] -= 1
+            if _frozen["depth"] == 0:
+                gc.unfreeze()
+
+
 def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_config: EnvConfig | None = None,
             batch_size: int = 64, seed: int = 0, stats: RolloutStats | None = None) -> list[EpisodeRecord]:
     """Run one episode per problem; returns their records in the order of ``problems``.
@@ -43,7 +69,13 @@ def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_conf
     """
     if not problems:
         return []
-    stats = stats if stats is not None else RolloutStats()
+    with frozen_heap():
+        return _rollout(problems, actor, critic, env_config, batch_size, seed,
+                        stats if stats is not None else RolloutStats())
+
+
+def _rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_config: EnvConfig | None,
+             batch_size: int, seed: int, stats: RolloutStats) -> list[EpisodeRecord]:
     start = time.perf_counter()
     source = ListProblemSource(problems, name="rollout")
     envs = [MathReasoningEnv(source, critic, env_config) for _ in range(min(batch_size, len(problems)))]

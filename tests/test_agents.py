@@ -199,6 +199,36 @@ def test_rollout_batches_generate_calls(random_backend):
     assert stats.episodes == 16 and stats.generate_calls == 1 and stats.completion_tokens > 0
 
 
+def test_a_rollout_freezes_the_heap_only_while_it_runs(random_backend):
+    """The collector skips the objects alive before a rollout while it runs (also a nested one, also an actor
+    that fails), and everything is collectable again after."""
+    import gc
+
+    seen = []
+
+    class Watching(Actor):
+        def act_batch(self, observations, infos):
+            seen.append(gc.get_freeze_count())
+            if len(seen) == 1:  # a rollout inside a rollout leaves the outer one frozen
+                rollout(list(PROBLEMS[:1]), Actor(random_backend, TEMPLATE, SamplingParams(max_new_tokens=2)),
+                        OracleCritic(), EnvConfig(max_refinements=0))
+                seen.append(gc.get_freeze_count())
+            return super().act_batch(observations, infos)
+
+    assert gc.get_freeze_count() == 0
+    rollout(list(PROBLEMS[:4]), Watching(random_backend, TEMPLATE, SamplingParams(max_new_tokens=4)), OracleCritic(),
+            EnvConfig(max_refinements=0), batch_size=4)
+    assert seen[0] > 0 and seen[1] > 0 and gc.get_freeze_count() == 0
+
+    class Failing(Actor):
+        def act_batch(self, observations, infos):
+            raise RuntimeError("model crashed")
+
+    with pytest.raises(RuntimeError, match="model crashed"):
+        rollout(list(PROBLEMS[:2]), Failing(random_backend, TEMPLATE), OracleCritic())
+    assert gc.get_freeze_count() == 0
+
+
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.integers(min_value=0, max_value=400), max_size=40))
 def test_split_lines_never_raises_on_any_ids(ids):
