@@ -226,12 +226,15 @@ class SlotDecoder:
             valid[:live, col] = True  # idle slots see their own column only: no row is all masked
             mask = self._additive(valid[:live, None, None, :col + 1])
             logits = self._decode_pass(cache, token[:live, None], position[:live, None], mask)
-            for s in range(live):
-                if row_of[s] is None:
-                    valid[s, col] = False
             cache.column += 1
-            position[torch.tensor(busy, device=self.device)] += 1
-            emit(busy, logits[busy])
+            if len(busy) == live:  # every slot decoding (most passes): no indexing
+                position[:live] += 1
+            else:
+                valid[torch.tensor([s for s in range(live) if row_of[s] is None], device=self.device), col] = False
+                rows_busy = torch.tensor(busy, device=self.device)
+                position[rows_busy] += 1
+                logits = logits[rows_busy]
+            emit(busy, logits)
 
     def _prefill(self, cache: SlotCache, valid, start, position, row_of, free, new, rows) -> torch.Tensor:
         """Run the new prompts and place them so each ends just before the current column; returns each new row's
