@@ -129,10 +129,21 @@ class SlotCache(Cache):
 
     def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
         """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
+        same = src.shape == dst.shape and bool((src == dst).all())
         for layer in self.layers:
-            if layer.is_initialized:
-                layer.keys[dst, :, to:to + width] = layer.keys[src, :, begin:begin + width].clone()
-                layer.values[dst, :, to:to + width] = layer.values[src, :, begin:begin + width].clone()
+            if not layer.is_initialized:
+                continue
+            for buffer in (layer.keys, layer.values):
+                if same:  # a shift of the same slots: slices, one copy out of the overlapping columns and one in
+                    rows = slice(int(src[0]), int(src[-1]) + 1) if _is_range(src) else src
+                    buffer[rows, :, to:to + width] = buffer[rows, :, begin:begin + width].clone()
+                else:  # indexing already copies out
+                    buffer[dst, :, to:to + width] = buffer[src, :, begin:begin + width]
+
+
+def _is_range(index: torch.Tensor) -> bool:
+    """Whether ``index`` is ``a, a+1, ..., b`` (then a slice reads it without a gather)."""
+    return len(index) > 0 and int(index[-1]) - int(index[0]) == len(index) - 1 and bool((index.diff() == 1).all())
 
 
 class SlotDecoder:
