@@ -81,6 +81,8 @@ def text_space(max_length: int) -> spaces.Text:
     (gymnasium indexes the charset afresh for every space; a rollout builds four per environment). The copy
     shares only read-only tables and seeds its own sampler."""
     return copy.copy(_text_template(max_length))
+
+
 DEFAULT_ACTION_CHARS = 4096
 
 

@@ -60,6 +60,7 @@ def frozen_heap() -> Iterator[None]:
                 gc.unfreeze()
 
 
+@frozen_heap()
 def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_config: EnvConfig | None = None,
             batch_size: int = 64, seed: int = 0, stats: RolloutStats | None = None) -> list[EpisodeRecord]:
     """Run one episode per problem; returns their records in the order of ``problems``.
@@ -69,13 +70,7 @@ def rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_conf
     """
     if not problems:
         return []
-    with frozen_heap():
-        return _rollout(problems, actor, critic, env_config, batch_size, seed,
-                        stats if stats is not None else RolloutStats())
-
-
-def _rollout(problems: Sequence[Problem], actor: Policy, critic: Critic, env_config: EnvConfig | None,
-             batch_size: int, seed: int, stats: RolloutStats) -> list[EpisodeRecord]:
+    stats = stats if stats is not None else RolloutStats()
     start = time.perf_counter()
     source = ListProblemSource(problems, name="rollout")
     envs = [MathReasoningEnv(source, critic, env_config) for _ in range(min(batch_size, len(problems)))]

@@ -127,23 +127,20 @@ class SlotCache(Cache):
         for layer, (keys, values) in zip(self.layers, prefill):
             layer.place(slots, start, keys if rows is None else keys[rows], values if rows is None else values[rows])
 
-    def move(self, src: torch.Tensor, dst: torch.Tensor, begin: int, width: int, to: int = 0) -> None:
-        """Slots ``src`` go to ``dst``, their columns ``[begin, begin + width)`` to ``[to, to + width)``."""
-        same = src.shape == dst.shape and bool((src == dst).all())
+    def shift(self, slots: int, begin: int, width: int, to: int) -> None:
+        """The first ``slots`` slots' columns ``[begin, begin + width)`` go to ``[to, to + width)`` (the ranges may
+        overlap: one copy out, one in)."""
         for layer in self.layers:
-            if not layer.is_initialized:
-                continue
-            for buffer in (layer.keys, layer.values):
-                if same:  # a shift of the same slots: slices, one copy out of the overlapping columns and one in
-                    rows = slice(int(src[0]), int(src[-1]) + 1) if _is_range(src) else src
-                    buffer[rows, :, to:to + width] = buffer[rows, :, begin:begin + width].clone()
-                else:  # indexing already copies out
-                    buffer[dst, :, to:to + width] = buffer[src, :, begin:begin + width]
+            if layer.is_initialized:
+                for buffer in (layer.keys, layer.values):
+                    buffer[:slots, :, to:to + width] = buffer[:slots, :, begin:begin + width].clone()
 
-
-def _is_range(index: torch.Tensor) -> bool:
-    """Whether ``index`` is ``a, a+1, ..., b`` (then a slice reads it without a gather)."""
-    return len(index) > 0 and int(index[-1]) - int(index[0]) == len(index) - 1 and bool((index.diff() == 1).all())
+    def move(self, src: torch.Tensor, dst: torch.Tensor, width: int) -> None:
+        """Slots ``src`` go to slots ``dst``, their first ``width`` columns (indexing copies them out first)."""
+        for layer in self.layers:
+            if layer.is_initialized:
+                for buffer in (layer.keys, layer.values):
+                    buffer[dst, :, :width] = buffer[src, :, :width]
 
 
 class SlotDecoder:
@@ -319,8 +316,7 @@ class SlotDecoder:
         """Move every live slot's columns by ``by`` (left when negative); the current column moves with them."""
         begin = max(0, -by)
         width = cache.column - begin
-        every = torch.arange(live, device=self.device)
-        cache.move(every, every, begin, width, to=begin + by)
+        cache.shift(live, begin, width, to=begin + by)
         moved = valid[:live, begin:begin + width].clone()
         valid[:live] = False
         valid[:live, begin + by:begin + by + width] = moved
@@ -333,7 +329,7 @@ class SlotDecoder:
         """Move the busy slots to the front so forward passes stop computing idle ones."""
         src = torch.tensor(busy, device=self.device)
         dst = torch.arange(len(busy), device=self.device)
-        cache.move(src, dst, 0, cache.column)
+        cache.move(src, dst, cache.column)
         valid[:len(busy)] = valid[src].clone()
         position[:len(busy)] = position[src].clone()
         token[:len(busy)] = token[src].clone()
