@@ -83,8 +83,8 @@ def test_train_py_runs_the_default_stages(default_run):
         "none", "self", "model", "model_likelihood", "oracle"}
     history = json.loads((run_dir / "results" / "self_improve.json").read_text())["metrics"]["history"]
     assert set(history) == {"critique", "rft"} and all(len(h) == 2 for h in history.values())
-    # the default experiment: the easy-levels actor, a curriculum to level 5, warm-up replay in every fine-tune
-    assert all(h[1]["levels"] == [4, 5] for h in history.values())
+    # the default experiment: the easy-levels actor, a curriculum at the level above its own, warm-up replay
+    assert all(h[1]["levels"] == [5] for h in history.values())
     recipe = json.loads((run_dir / "self_improve" / "rft" / "iter_1" / "model" / "recipe.json").read_text())
     assert recipe["examples"] == history["rft"][1]["kept"] + 512
     # self-talk: transcripts from the run's critique data, a trained model, its rows beside the test-time ones

@@ -124,6 +124,10 @@ def test_the_curriculum_draws_levels_up_to_the_frontier_plus_one():
     trainer.rates = PassRates({"3": 0.7, "4": 0.6})
     assert {p.difficulty for p in trainer._problems(2)} == {1, 2, 3, 4, 5}
     assert trainer._problems(2) == trainer._problems(2)  # seeded
+    trainer.config = replace(trainer.config, curriculum_window=1)  # the experiment's: the level above the frontier
+    assert {p.difficulty for p in trainer._problems(2)} == {5}
+    trainer.config = replace(trainer.config, curriculum_window=2)
+    assert {p.difficulty for p in trainer._problems(2)} == {4, 5}
     with pytest.raises(ValueError, match="curriculum_threshold"):
         _config(curriculum_threshold=0)
 

@@ -100,7 +100,7 @@ class SelfImproveConfig:
     curriculum: bool = True           # draw training problems from the levels up to the frontier + 1
     curriculum_start: int | None = 4  # the frontier before anything is measured (null: the lowest level)
     curriculum_threshold: float = 0.3  # a level joins the frontier once its running pass rate reaches this
-    curriculum_window: int | None = 2  # draw from this many levels ending at the frontier + 1 (null: all below)
+    curriculum_window: int | None = 1  # draw from this many levels ending at the frontier + 1 (null: all below)
     accumulate: bool = True           # train on every row kept so far, not only this iteration's (restart=base: always)
     replay: int = 512                 # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
     refine_examples: bool = True      # critique: verified refinements also become refinement examples
