@@ -45,6 +45,9 @@ def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Pat
     return cached
 
 
+BANDS = ("warmup_levels", "next", "above", "hardest")  # the table's columns: the warm-up's levels, the one above
+
+
 def band(by_level: dict[str, float], levels: list[int]) -> float:
     values = [by_level[str(lv)] for lv in levels if str(lv) in by_level]
     return sum(values) / len(values) if values else float("nan")
@@ -87,24 +90,25 @@ def main(argv: list[str] | None = None) -> None:
     lo, hi = map(int, args.warmup_levels.split("-"))
     cfg = load_config(args.set)
     levels = cfg.problems.levels
-    bands = {"warmup_levels": [lv for lv in levels if lo <= lv <= hi], "above": [lv for lv in levels if lv > hi],
-             "hardest": levels[-2:]}
+    bands = {"warmup_levels": [lv for lv in levels if lo <= lv <= hi], "next": [hi + 1],
+             "above": [lv for lv in levels if lv > hi], "hardest": levels[-2:]}
     runs = {(n, seed): run_one(n, seed, args.algorithms, args.set, Path(args.out)) for n in args.samples for seed in args.seeds}
     summary = {f"N={n} seed={seed}": {alg: summarise(r["metrics"]["history"][alg], bands) for alg in args.algorithms}
                for (n, seed), r in runs.items()}
 
-    head = ["N", "algorithm", "seeds", f"levels {lo}-{hi}", f"levels {bands['above'][0]}-{bands['above'][-1]}",
+    head = ["N", "algorithm", "seeds", f"levels {lo}-{hi}", f"level {hi + 1}",
+            f"levels {bands['above'][0]}-{bands['above'][-1]}",
             f"levels {bands['hardest'][0]}-{bands['hardest'][-1]}", "overall", "worst level change", "exploration",
             "diversity", "generations"]
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for n in args.samples:
         start = [summary[f"N={n} seed={seed}"][args.algorithms[0]] for seed in args.seeds]
         table.append(f"| {n} | starting actor | {len(args.seeds)} | " + " | ".join(
-            fmt([s[f"start_{b}"] for s in start]) for b in ("warmup_levels", "above", "hardest"))
+            fmt([s[f"start_{b}"] for s in start]) for b in BANDS)
             + f" | {fmt([s['start_overall'] for s in start])} | | | | |")
         for alg in args.algorithms:
             rows = [summary[f"N={n} seed={seed}"][alg] for seed in args.seeds]
-            cells = [fmt([r[b] for r in rows]) for b in ("warmup_levels", "above", "hardest")]
+            cells = [fmt([r[b] for r in rows]) for b in BANDS]
             cells += [fmt([r["overall"] for r in rows]), fmt([r["worst_level_change"] for r in rows]),
                       fmt([r["exploration"] for r in rows]), fmt([r["diversity"] for r in rows]),
                       str(rows[0]["generations"])]

@@ -309,9 +309,10 @@ def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_cha
                 "exploration": exploration, "diversity": exploration, "generations": 0 if i == 0 else 16}
 
     history = [it(0, [1.0, 0.8, 0.1, 0.0]), it(1, [1.0, 0.7, 0.2, 0.0], 0.5), it(2, [0.9, 0.8, 0.3, 0.1], 0.7)]
-    s = bench.summarise(history, {"warmup_levels": [1, 2], "above": [3, 4], "hardest": [4]})
+    s = bench.summarise(history, {"warmup_levels": [1, 2], "next": [3], "above": [3, 4], "hardest": [4]})
     assert s["warmup_levels"] == pytest.approx(0.85) and s["start_warmup_levels"] == pytest.approx(0.9)
     assert s["above"] == pytest.approx(0.2) and s["start_above"] == pytest.approx(0.05) and s["hardest"] == 0.1
+    assert s["next"] == pytest.approx(0.3) and s["start_next"] == pytest.approx(0.1)
     assert s["worst_level_change"] == pytest.approx(-0.1) and s["generations"] == 32
     assert s["exploration"] == pytest.approx(0.6) and len(s["iterations"]) == 3
     assert bench.fmt([0.5]) == "0.500" and bench.fmt([0.4, 0.6]) == "0.500 ± 0.100"
