@@ -127,4 +127,7 @@ class FusedForward:
             x = x.add_(F.linear(attended.transpose(1, 2).reshape(rows, queries, -1), *o))
             h = self._norm(x, n2, e2)
             x = x.add_(F.linear(F.silu(F.linear(h, gate), inplace=True).mul_(F.linear(h, up)), down))
-        return F.linear(self._norm(x[:, -1], *self.norm), self.head)
+        # the head reads the last position as the library's does, a strided view of the normed sequence: a BLAS
+        # may pick another kernel for that layout than for a compact copy (it does on AVX-512), and the logits'
+        # last bits would differ
+        return F.linear(self._norm(x, *self.norm)[:, -1:], self.head)[:, 0]
