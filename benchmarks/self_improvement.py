@@ -45,7 +45,7 @@ def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Pat
     return cached
 
 
-BANDS = ("warmup_levels", "next", "above", "hardest")  # the table's columns: the warm-up's levels, the one above
+BANDS = ("warmup_levels", "next", "above", "hardest")  # the warm-up's levels, the next one, all above, the top two
 
 
 def band(by_level: dict[str, float], levels: list[int]) -> float:
