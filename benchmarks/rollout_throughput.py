@@ -7,9 +7,13 @@
   (b) the same rollout on ``engine=slots`` (agents/backends/slots.py: ``--batch`` rows decode together and a row
       that ends is refilled at once), at each ``--slots`` size, on the slot engine's lean forward pass
       (agents/backends/fused.py), and once at the first size on the model's own forward (``fused=False``),
-  (c) the same loop one episode at a time (one live episode, generation batch 1).
+  (c) the same loop one episode at a time (one live episode, generation batch 1),
+  (d) the (b) rollout split over ``--workers`` Ray rollout workers of one torch thread each (rollout/ray_pool.py,
+      ``ray.enabled=true``): the machine's cores as processes instead of as threads of one process. Ray and the
+      workers start and stop in the mode's own time; startup (loading the checkpoint, a first small rollout) is
+      timed apart and left out of tokens/s, as a run pays it once.
 
-Greedy episodes of (b) must equal (b0)'s token for token: the table says how many do. Target: (b) >= 2 x (b0).
+Greedy episodes of (b) and (d) must equal (b0)'s token for token: the table says how many do. Target: (b) >= 2 x (b0).
 Every mode runs once per round, ``--repeats`` rounds in turn; a row is its mode's median run (a shared machine's
 slow spells hit every mode alike), and the best row's ratio is also given round by round.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,14 +33,16 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from agents.actor import Actor  # noqa: E402
+from agents.actor import Actor, ActorConfig  # noqa: E402
 from agents.backends import SamplingParams  # noqa: E402
 from agents.backends.hf import HFBackend  # noqa: E402
 from agents.backends.slots import SlotDecoder  # noqa: E402
 from agents.prompts import PromptTemplate  # noqa: E402
 from critics import OracleCritic  # noqa: E402
+from critics.registry import CriticConfig  # noqa: E402
 from envs import EnvConfig, SyntheticArithmetic  # noqa: E402
 from rollout import RolloutStats, rollout  # noqa: E402
+from rollout.ray_pool import RayConfig, RayRolloutPool, WorkerSpec  # noqa: E402
 from storage import atomic_write_json  # noqa: E402
 
 
@@ -109,6 +116,30 @@ def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs:
     return row, [[g.completion_ids for g in r.generations] for r in records]
 
 
+def pool_rollout(args, problems, sampling: SamplingParams, env_config: EnvConfig) -> tuple[dict, list]:
+    """(d): Ray and its workers start, warm up, roll out, and stop, so no Ray process runs during the other modes."""
+    import ray
+
+    start = time.perf_counter()
+    spec = WorkerSpec(actor_path=args.checkpoint, actor=ActorConfig(engine="slots", number_format="reversed"),
+                      sampling=sampling, critics={"oracle": CriticConfig(name="oracle")}, env=asdict(env_config),
+                      batch_size=args.worker_slots, threads=1)
+    pool = RayRolloutPool(RayConfig(num_workers=args.workers), spec)
+    try:
+        pool.rollout(problems[: 2 * args.workers], critic="oracle")  # every worker has loaded and run once
+        startup = time.perf_counter() - start
+        start = time.perf_counter()
+        records = pool.rollout(problems, critic="oracle")
+        seconds = time.perf_counter() - start
+    finally:
+        pool.shutdown()
+        ray.shutdown()
+    tokens = sum(len(g.completion_ids) for r in records for g in r.generations)
+    row = {"tokens": tokens, "seconds": round(seconds, 2), "tokens_per_s": round(tokens / seconds, 1),
+           "episodes": len(records), "startup_s": round(startup, 2)}
+    return row, [[g.completion_ids for g in r.generations] for r in records]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "tiny-actor"))
@@ -119,6 +150,8 @@ def main() -> None:
     parser.add_argument("--envs", type=int, default=256, help="live episodes in the batched rollouts")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="Ray rollout workers of (d), one thread each; 0: no (d)")
+    parser.add_argument("--worker-slots", type=int, default=128, help="slots (and live episodes) of each (d) worker")
     parser.add_argument("--repeats", type=int, default=3, help="rounds of every mode; each row is its median run")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "rollout_throughput.json"))
     args = parser.parse_args()
@@ -148,6 +181,8 @@ def main() -> None:
                 HFBackend(reference.model, reference.tokenizer, batch_size=slots, engine="slots", fused=False))
     modes["c_one_at_a_time"] = rollout_row(HFBackend(reference.model, reference.tokenizer, batch_size=1, engine="slots"),
                                            problems[: args.single_problems], 1)
+    if args.workers:
+        modes[f"d_ray_{args.workers}_workers"] = lambda: pool_rollout(args, problems, sampling, env_config)
     # every mode once per round, rounds one after another: a slow spell of a shared machine hits every mode
     runs: dict[str, list[dict]] = {name: [] for name in modes}
     expected = None
@@ -156,7 +191,7 @@ def main() -> None:
             row, got = mode()
             if name == "b0_rollout_generate":
                 expected = got
-            elif name.startswith("b_"):
+            elif name.startswith(("b_", "d_")):
                 row["identical_episodes"] = sum(a == b for a, b in zip(got, expected))
             runs[name].append(row)
     rows = {}
@@ -171,11 +206,18 @@ def main() -> None:
     base = rows["b0_rollout_generate"]["tokens_per_s"]
     ratios = {f"{name}_over_b0": round(row["tokens_per_s"] / base, 2) for name, row in rows.items()
               if name != "b0_rollout_generate"}
-    best = max((name for name in rows if name.startswith("b_")), key=lambda n: rows[n]["tokens_per_s"])
-    # the same ratio within each round (the two runs nearest in time)
-    round_ratios = [round(r["tokens_per_s"] / b["tokens_per_s"], 2) for r, b in zip(runs[best], runs["b0_rollout_generate"])]
+    def best_of(prefix: str) -> str | None:
+        return max((name for name in rows if name.startswith(prefix)), key=lambda n: rows[n]["tokens_per_s"], default=None)
+
+    def within_rounds(name: str) -> list[float]:  # the ratio within each round (the two runs nearest in time)
+        return [round(r["tokens_per_s"] / b["tokens_per_s"], 2) for r, b in zip(runs[name], runs["b0_rollout_generate"])]
+
+    best, workers = best_of("b_"), best_of("d_")
+    round_ratios = within_rounds(best)
     result = {"config": vars(args) | {"device": str(reference.device), "torch_threads": torch.get_num_threads()},
               "rows": rows, "ratios": ratios, "best": best, "round_ratios": round_ratios, "targets": {"b_over_b0": 2.0}}
+    if workers:
+        result["workers_round_ratios"] = within_rounds(workers)
     print(f"{'mode':<40}{'tokens':>10}{'seconds':>10}{'tokens/s':>12}{'x (b0)':>9}{'identical':>11}{'decode s':>10}"
           f"{'prefill s':>10}")
     for name, row in rows.items():
@@ -191,6 +233,9 @@ def main() -> None:
                   "them a row's own")
     print(f"best: {best}, {ratios[best + '_over_b0']} x (b0) (target >= 2; medians of {args.repeats} rounds; "
           f"within each round: {', '.join(map(str, round_ratios))})")
+    if workers:
+        print(f"{workers}: {ratios[workers + '_over_b0']} x (b0) (within each round: "
+              f"{', '.join(map(str, result['workers_round_ratios']))}); startup {rows[workers]['startup_s']} s")
     atomic_write_json(args.out, result)
     print(f"wrote {args.out}")
 
