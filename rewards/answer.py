@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -19,6 +20,7 @@ from math_verify import parse, verify
 __all__ = [
     "solution_lines",
     "split_solution",
+    "renumber_steps",
     "until_answer",
     "ExtractedAnswer",
     "extract_answer",
@@ -282,3 +284,19 @@ def until_answer(lines: list[str]) -> list[str]:
 def split_solution(text: str) -> tuple[str, ...]:
     """Solution text -> its steps, stopping after the answer line."""
     return tuple(until_answer(solution_lines(text)))
+
+
+_STEP_LABEL = re.compile(r"(\s*step[ \t]+)\d+([ \t]*:)", re.IGNORECASE)
+
+
+def renumber_steps(steps: Sequence[str]) -> list[str]:
+    """The lines that open with a step label (``Step k:``) labelled 1, 2, ... in their order, the rest as they are:
+    a model's verified solution as training text with the labels a reference would have (a model that never wrote
+    ``Step 5`` labels its fifth step ``Step 4``, and training on that keeps the habit)."""
+    out, index = [], 0
+    for line in steps:
+        if m := _STEP_LABEL.match(line):
+            index += 1
+            line = f"{m.group(1)}{index}{m.group(2)}{line[m.end():]}"
+        out.append(line)
+    return out

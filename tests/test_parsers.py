@@ -14,7 +14,7 @@ from critics import NullCritic, OracleCritic
 from critics.model_critic import parse_model_text, parse_whole_critique
 from critics.paper_format import RowFormatError, from_paper_text, from_refinement_row, from_row
 from envs import EnvConfig, MathReasoningEnv, SyntheticArithmetic, corrupt_solution
-from rewards.answer import extract_answer, split_solution
+from rewards.answer import extract_answer, renumber_steps, split_solution
 from rewards.steps import find_computations
 from rewards.verifier import verify_response
 
@@ -30,6 +30,7 @@ TEXT_READERS = {  # these return "nothing found" instead of raising
     "extract_answer": extract_answer,
     "verify_response": lambda t: verify_response(t, "5"),
     "split_solution": lambda t: split_solution(t) if isinstance(t, str) else None,
+    "renumber_steps": lambda t: renumber_steps(t.splitlines()) if isinstance(t, str) else None,
     "find_computations": lambda t: find_computations(t) if isinstance(t, str) else None,
 }
 
@@ -170,3 +171,11 @@ def test_a_critique_naming_a_missing_step_is_recorded_and_cuts_nothing():
     assert "first error at step 9 of a 4-step solution" in attempt.not_applied
     assert info["record"].steps == list(wrong)
     assert OracleCritic().critique(p, wrong).first_error_step == 2  # the solution really was wrong
+
+
+def test_renumber_steps_labels_the_step_lines_in_order_and_leaves_the_rest():
+    lines = ["Step 1: 2+3=5", "step 1 : 5*2=10", "We add 4.", "Step 4: 10+4=14", "Step 4: 14-1=13", "Answer: 13"]
+    assert renumber_steps(lines) == ["Step 1: 2+3=5", "step 2 : 5*2=10", "We add 4.", "Step 3: 10+4=14",
+                                     "Step 4: 14-1=13", "Answer: 13"]
+    assert renumber_steps(["Step 9" + "9" * 5_000 + ": 1+1=2"]) == ["Step 1: 1+1=2"]
+    assert renumber_steps([]) == [] and renumber_steps(["Steps: none"]) == ["Steps: none"]

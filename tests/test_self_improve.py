@@ -112,6 +112,16 @@ def test_a_verified_refinement_becomes_a_refinement_example_of_the_warmup_format
     assert row["completion"] == template.completion(p.steps[2:])
 
 
+def test_renumber_steps_relabels_the_kept_solutions_before_training():
+    p = SyntheticArithmetic(size=1, min_steps=3, max_steps=3, seed=3)[0]
+    habit = [p.steps[0], p.steps[1].replace("Step 2", "Step 1"), p.steps[2], p.steps[3]]  # the model's labels
+    assert habit != list(p.steps)
+    plain, renumbered = (_improver(_config(renumber_steps=flag), _actor(), "unused") for flag in (False, True))
+    assert plain._row(p, habit)["steps"] == habit
+    row = renumbered._row(p, habit)
+    assert row["steps"] == list(p.steps) and row["completion"] == renumbered.actor.template.completion(p.steps)
+
+
 def test_the_curriculum_draws_levels_up_to_the_frontier_plus_one():
     rates = PassRates({"1": 0.9, "2": 0.8, "3": 0.6, "4": 0.2, "6": 0.9})
     assert rates.frontier(range(1, 9), start=1, threshold=0.5) == 3  # 4 has not reached it; 6 is beyond a gap

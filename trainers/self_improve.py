@@ -47,6 +47,7 @@ from core.problem import Problem, replicate
 from core.protocols import IterationSummary, RolloutRunner
 from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
+from rewards.answer import renumber_steps
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 from trainers.sft import ActorSFTConfig, build_actor_examples, refinement_example, sft_train, with_lora
 
@@ -104,6 +105,7 @@ class SelfImproveConfig:
     accumulate: bool = True           # train on every row kept so far, not only this iteration's (restart=base: always)
     replay: int = 512                 # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
     refine_examples: bool = True      # critique: verified refinements also become refinement examples
+    renumber_steps: bool = False      # kept solutions' step labels rewritten 1, 2, ... (rewards.answer.renumber_steps)
     temperature: float = 1.0
     sft_steps: int = 60               # per iteration (``epochs`` set: derived from the examples instead)
     epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
@@ -318,8 +320,11 @@ class SelfImprover:
                              iteration=i)
         return random.Random(self.seed * 1000 + i).sample(drawn, min(len(drawn), c.problems_per_iteration))
 
+    def _steps(self, steps: Sequence[str]) -> list[str]:
+        return renumber_steps(steps) if self.config.renumber_steps else list(steps)
+
     def _row(self, problem: Problem, steps: Sequence[str]) -> dict[str, Any]:
-        t = self.actor.template
+        t, steps = self.actor.template, self._steps(steps)
         return {"id": problem.id, "kind": "solve", "prompt": t.prompt(problem.question),
                 "completion": t.completion(list(steps)), "steps": list(steps)}
 
@@ -327,9 +332,10 @@ class SelfImprover:
         """The refinement that reached the answer: the prompt it was given (critique and kept steps), its steps,
         and the trajectory itself (the flawed sample and the critic's critique of it) for the self-talk data."""
         attempt = next(a for a in reversed(record.attempts) if a.cut_at is not None)
-        prompt, completion = refinement_example(self.actor.template, problem.question, attempt, record.steps)
+        steps = self._steps(record.steps)
+        prompt, completion = refinement_example(self.actor.template, problem.question, attempt, steps)
         return {"id": problem.id, "kind": "refine", "prompt": prompt, "completion": completion,
-                "steps": list(record.steps), "question": problem.question, "flawed": list(attempt.steps),
+                "steps": steps, "question": problem.question, "flawed": list(attempt.steps),
                 "critique": attempt.critique.render()}
 
     def _train(self, rows: list[dict[str, Any]], i: int) -> None:
