@@ -95,6 +95,7 @@ SEED_OFFSETS = {
     "heldout": 13,        # self-improvement's held-out problems
     "test_time": 100,     # eval_test_time's problems (per level)
     "self_improve": 100,  # self-improvement's training problems (plus the iteration)
+    "refine_tune": 300,   # the warm-up's refine-tune: problems the actor samples for its own mistakes (per level)
 }
 
 

@@ -35,6 +35,13 @@ def check_config(cfg: RunConfig) -> list[str]:
     if cfg.problems.min_steps > cfg.problems.max_steps:
         errors.append(f"problems.min_steps={cfg.problems.min_steps} > problems.max_steps={cfg.problems.max_steps}")
     stages = set(cfg.stages)
+    if "warmup" in stages and cfg.actor.refine_tune.problems_per_level:
+        if cfg.actor.model:
+            errors.append(f"actor.refine_tune tunes the warm-up's actor, but actor.model={cfg.actor.model!r} is used "
+                          "as it is: drop one of them")
+        elif cfg.problems.name in PROBLEM_SOURCES and not PROBLEM_SOURCES[cfg.problems.name].generated:
+            errors.append(f"actor.refine_tune needs reference solutions step by step (synthetic problems); "
+                          f"problems={cfg.problems.name} gives final answers only")
     if "critique_data" in stages:
         a = cfg.autocritique
         if a.annotator not in ("oracle", "lm"):

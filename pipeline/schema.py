@@ -20,6 +20,7 @@ from envs.math_env import EnvConfig
 from envs.registry import ProblemsConfig
 from rollout.ray_pool import RayConfig
 from trainers.critic_sft import CriticSFTConfig, HFCriticSFTConfig
+from trainers.refine_tune import RefineTuneConfig
 from trainers.self_improve import SelfImproveConfig
 from trainers.self_talk import SelfTalkConfig
 from trainers.sft import ActorSFTConfig
@@ -34,6 +35,7 @@ class ActorGroupConfig(ActorConfig):
     name: str = "tiny"
     init: str = "shipped"  # shipped: copy checkpoints/tiny-actor | train: run ``warmup`` | none: actor.model as is
     warmup: ActorSFTConfig = field(default_factory=ActorSFTConfig)
+    refine_tune: RefineTuneConfig = field(default_factory=RefineTuneConfig)  # then, on its own mistakes (0: off)
 
     def __post_init__(self) -> None:
         if self.init == "none" and not self.model:  # a given model, nothing to warm up: it must be named

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from gymnasium.utils.env_checker import check_env
 
+from agents.actor import Actor
+from agents.backends import trainable
 from core.problem import ListProblemSource
 from critics.base import NullCritic
 from envs.math_env import MathReasoningEnv, run_episode
@@ -35,6 +37,7 @@ from pipeline.stage_tracking import log_stage, stage_tracker
 from pipeline.test_time_stages import eval_test_time
 from rollout.loop import RolloutStats, rollout
 from storage import atomic_write_json, read_json
+from trainers.refine_tune import refine_tune
 from trainers.sft import train_tiny_actor
 
 __all__ = ["STAGES", "Stage", "run_stages"]
@@ -122,13 +125,39 @@ def _warmup(run: Run, a: ActorGroupConfig) -> dict[str, Any]:
         recipe = copy_checkpoint(SHIPPED_ACTOR, out)
         print(f"[warmup] started from the shipped checkpoint {SHIPPED_ACTOR} "
               f"(trained {recipe['train_seconds']} s, loss {recipe['train_loss']})")
-        return {"init": "shipped", "checkpoint": str(out), **{k: recipe[k] for k in ("train_loss", "parameters")}}
-    if a.init != "train":
+        result = {"init": "shipped", "checkpoint": str(out), **{k: recipe[k] for k in ("train_loss", "parameters")}}
+    elif a.init == "train":
+        print(f"[warmup] training the tiny actor from scratch: {a.warmup.train_steps} steps of {a.warmup.batch_size}")
+        summary = train_tiny_actor(a.warmup, out)
+        result = {"init": "train", "checkpoint": str(out), "train_seconds": summary["train_seconds"],
+                  "train_loss": summary["train_loss"], "parameters": summary["parameters"]}
+    else:
         raise ConfigError(f"actor.init must be shipped or train, got {a.init!r}")
-    print(f"[warmup] training the tiny actor from scratch: {a.warmup.train_steps} steps of {a.warmup.batch_size}")
-    summary = train_tiny_actor(a.warmup, out)
-    return {"init": "train", "checkpoint": str(out), "train_seconds": summary["train_seconds"],
-            "train_loss": summary["train_loss"], "parameters": summary["parameters"]}
+    if a.refine_tune.problems_per_level:
+        result["refine_tune"] = _refine_tune(run, a, out)
+    return result
+
+
+def _refine_tune(run: Run, a: ActorGroupConfig, checkpoint: Path) -> dict[str, Any]:
+    """The warm-up actor, fine-tuned in place on refinements of its own mistakes (trainers/refine_tune.py): its
+    samples on training problems, each wrong one critiqued by the oracle and cut back once."""
+    r = a.refine_tune
+    actor = run.actor(str(checkpoint))
+    sampler = Actor(actor.backend, actor.template, replace(actor.sampling, temperature=r.temperature),
+                    actor.action_unit)
+    problems = run.problems("refine_tune", "train", r.problems_per_level, levels=r.levels)
+    print(f"[warmup] refine-tune: sampling {len(problems)} training problems of levels {list(r.levels)} "
+          f"at T={r.temperature}, one oracle critique -> refine round each")
+    records = rollout(problems, sampler, run.critics(["oracle"])["oracle"],
+                      run.env_config(action_unit="solution", max_refinements=1), batch_size=a.batch_size, seed=run.seed)
+    model, tokenizer = trainable(actor.backend)
+    try:
+        summary = refine_tune(model, tokenizer, actor.template, records, checkpoint, r, checkpoint, run.seed)
+    except ValueError as err:
+        raise ConfigError(str(err)) from err
+    print(f"[warmup] refine-tune: {summary['own_error_examples']} own-mistake refinements + "
+          f"{summary['replay_examples']} warm-up examples, {r.train_steps} steps, loss {summary['train_loss']}")
+    return summary
 
 
 def _eval_actor(run: Run, e: EvalConfig) -> dict[str, Any]:
@@ -163,7 +192,8 @@ STAGES: dict[str, Stage] = {
     for s in (
         Stage("env_check", _env_check, "env_check", False, "gymnasium check_env + scripted episodes"),
         Stage("demo", _demo, "demo", False, "an episode step by step with the configured critic"),
-        Stage("warmup", _warmup, "actor", True, "the tiny actor (shipped checkpoint or SFT from scratch)"),
+        Stage("warmup", _warmup, "actor", True,
+              "the tiny actor (shipped checkpoint or SFT from scratch; optionally refine-tuned on its own mistakes)"),
         Stage("eval_actor", _eval_actor, "eval", False, "actor accuracy by difficulty"),
         Stage("critique_data", critique_data, "autocritique", True,
               "AutoMathCritique: flawed responses, critiques, refinement filter"),

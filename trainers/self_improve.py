@@ -49,7 +49,7 @@ from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
 from rewards.answer import renumber_steps
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
-from trainers.sft import ActorSFTConfig, build_actor_examples, refinement_example, sft_train, with_lora
+from trainers.sft import recipe_examples, refinement_example, sft_train, with_lora
 
 __all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "PassRates"]
 
@@ -371,11 +371,10 @@ class SelfImprover:
         drawn afresh each iteration: the labelled data the warm-up had, kept in the mix against forgetting."""
         if not self.config.replay:
             return []
-        path = Path(str(getattr(self.actor.backend, "path", ""))) / "recipe.json"
-        if not path.exists():
-            raise ValueError(f"self_improve.replay needs the actor's warm-up recipe ({path} not found); set replay: 0")
-        recipe = ActorSFTConfig.from_dict(json.loads(path.read_text())["recipe"])
-        return build_actor_examples(replace(recipe, num_problems=self.config.replay, seed=recipe.seed + 7919 * i))
+        try:
+            return recipe_examples(str(getattr(self.actor.backend, "path", "")), self.config.replay, 7919 * i)[1]
+        except ValueError as err:
+            raise ValueError(f"self_improve.{err}") from err
 
     def _measure(self, i: int, fields: dict[str, Any], started: float) -> IterationSummary:
         heldout = problems_for(self.problems, "heldout", self.seed, self.config.eval_split,

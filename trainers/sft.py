@@ -13,7 +13,7 @@ import json
 import random
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +26,8 @@ from envs.math_env import feedback_summary
 from envs.synthetic import ERROR_KINDS, SyntheticArithmetic, corrupt_solution
 from storage import atomic_directory
 
-__all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "refinement_example", "train_tiny_actor",
-           "sft_train", "with_lora"]
+__all__ = ["ActorSFTConfig", "SFTPhase", "build_actor_examples", "recipe_examples", "refinement_example",
+           "train_tiny_actor", "sft_train", "with_lora"]
 
 
 @dataclass
@@ -108,6 +108,19 @@ def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
         else:
             examples.append({"prompt": template.prompt(problem.question), "completion": template.completion(problem.steps)})
     return examples
+
+
+def recipe_examples(checkpoint: str | Path, size: int, seed_offset: int = 0) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """``size`` fresh examples of the recipe a checkpoint was warmed up with (its levels, its refinement share), and
+    that recipe: the labelled data the warm-up had, put back in a later fine-tune against forgetting."""
+    path = Path(checkpoint) / "recipe.json"
+    if not path.exists():
+        raise ValueError(f"replay needs the actor's warm-up recipe ({path} not found); set replay: 0")
+    recipe = json.loads(path.read_text())["recipe"]
+    config = ActorSFTConfig.from_dict(recipe)
+    if not size:
+        return recipe, []
+    return recipe, build_actor_examples(replace(config, num_problems=size, seed=config.seed + seed_offset))
 
 
 def train_tiny_actor(config: ActorSFTConfig, out_dir: str | Path, log_every: int = 100) -> dict[str, Any]:
