@@ -41,13 +41,17 @@ def test_own_mistakes_become_refinements_toward_the_reference():
     assert "Step 3 is wrong" in row["prompt"]  # the oracle's feedback on the flagged step
 
 
-def test_the_warmup_refine_tunes_the_actor_on_its_own_mistakes(tmp_path):
-    run_dir = tmp_path / "run"
+def _refine_tuned(run_dir, *overrides):
     cfg = load_config([f"run_dir={run_dir}", "stages=[warmup]", "tracking.mode=disabled",
                        "actor.refine_tune.problems_per_level=12", "actor.refine_tune.levels=[7,8]",
                        "actor.refine_tune.replay=16", "actor.refine_tune.train_steps=2",
-                       "actor.refine_tune.batch_size=4"])
-    result = run_stages(cfg)["warmup"]["refine_tune"]
+                       "actor.refine_tune.batch_size=4", *overrides])
+    return run_stages(cfg)["warmup"]["refine_tune"]
+
+
+def test_the_warmup_refine_tunes_the_actor_on_its_own_mistakes(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _refine_tuned(run_dir)
     episodes = result["episodes"]
     assert sum(episodes.values()) == 24
     assert result["own_error_examples"] == episodes.get("level_7", 0) + episodes.get("level_8", 0) > 0
@@ -56,6 +60,13 @@ def test_the_warmup_refine_tunes_the_actor_on_its_own_mistakes(tmp_path):
     assert recipe["recipe"]["num_problems"] == 60000  # the warm-up's recipe stays readable for later replay
     assert recipe["refine_tune"]["own_error_examples"] == result["own_error_examples"]
     assert (run_dir / "actor" / "model.safetensors").read_bytes() != (SHIPPED_ACTOR / "model.safetensors").read_bytes()
+
+
+def test_the_control_swaps_each_own_mistake_for_a_warmup_example(tmp_path):
+    tuned, control = _refine_tuned(tmp_path / "a"), _refine_tuned(tmp_path / "b", "actor.refine_tune.own_errors=false")
+    assert control["episodes"] == tuned["episodes"]  # the same samples and critiques
+    assert control["own_error_examples"] == 0 and control["own_errors_found"] == tuned["own_error_examples"]
+    assert control["replay_examples"] == 16 + tuned["own_error_examples"]
 
 
 def test_refine_tune_refuses_what_it_cannot_tune():

@@ -36,6 +36,7 @@ class RefineTuneConfig:
     warmup_ratio: float = 0.03
     weight_decay: float = 0.01
     max_length: int = 320
+    own_errors: bool = True           # false: the control, each own-mistake row swapped for one more replay example
 
     def __post_init__(self) -> None:
         if self.problems_per_level < 0 or self.replay < 0 or self.train_steps < 0:
@@ -69,8 +70,11 @@ def refine_tune(model: Any, tokenizer: Any, template: Any, records: Sequence[Epi
     rows, counts = own_error_refinements(records, template)
     if not rows:
         raise ValueError(f"actor.refine_tune: no refinement examples from {len(records)} episodes ({counts})")
+    found = len(rows)
+    if not config.own_errors:  # same examples and steps, none of them the actor's own mistakes
+        rows = []
     try:
-        recipe, replay = recipe_examples(checkpoint, config.replay, seed_offset=4242 + seed)
+        recipe, replay = recipe_examples(checkpoint, config.replay + found - len(rows), seed_offset=4242 + seed)
     except ValueError as err:
         raise ValueError(f"actor.refine_tune.{err}") from err
     mix = rows + replay
@@ -81,7 +85,9 @@ def refine_tune(model: Any, tokenizer: Any, template: Any, records: Sequence[Epi
     model.train()
     summary = sft_train(model, tokenizer, mix, settings, out_dir, recipe=recipe, log_every=max(1, config.train_steps // 6),
                         extra={"refine_tune": {**asdict(config), "seed": seed, "own_error_examples": len(rows),
-                                               "replay_examples": len(replay), "episodes": counts}})
+                                               "own_errors_found": found, "replay_examples": len(replay),
+                                               "episodes": counts}})
     model.eval()
-    return {"own_error_examples": len(rows), "replay_examples": len(replay), "episodes": counts,
+    return {"own_error_examples": len(rows), "own_errors_found": found, "replay_examples": len(replay),
+            "episodes": counts,
             "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
