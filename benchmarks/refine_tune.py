@@ -7,7 +7,7 @@ level on the held-out split, and critique -> refine on levels 7-8 (100 problems 
 (2 rounds, for choosing settings) and on the held-out split (3 rounds). Every measurement is a ``train.py``
 stage in its own run folder, so a finished one is read back and an interrupted benchmark continues.
 
-    python benchmarks/refine_tune.py        # benchmarks/results/refine_tune.{json,md}; about 45 minutes on 2 cores
+    python benchmarks/refine_tune.py        # benchmarks/results/refine_tune.{json,md}; 34 minutes on 2 cores
 """
 
 from __future__ import annotations
