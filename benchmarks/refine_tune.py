@@ -21,6 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from evaluation.report import format_table  # noqa: E402
 from pipeline import load_config, run_stages  # noqa: E402
 from storage import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -33,10 +34,14 @@ SPLITS = {"train": ["test_time.split=train"], "test": ["recipe=paper_tiny"]}  # 
 CRITICS = {"model_likelihood": "trained critic, gated", "model": "trained critic, own verdicts", "oracle": "oracle"}
 
 
+def run(folder: Path, overrides: list[str]) -> None:
+    run_stages(load_config([f"run_dir={folder}", "tracking.mode=disabled", *overrides]))  # finished stages: cached
+
+
 def stage(folder: Path, name: str, overrides: list[str]) -> dict:
     results = folder / "results" / f"{name}.json"
     if not results.exists():
-        run_stages(load_config([f"run_dir={folder}", "tracking.mode=disabled", *overrides]))
+        run(folder, overrides)
     return json.loads(results.read_text())["metrics"]
 
 
@@ -44,8 +49,7 @@ def actor_of(arm: str, extra: list[str] | None, out: Path, problems_per_level: i
     if extra is None:
         return "checkpoints/tiny-actor", None
     folder = out / arm / "warmup"
-    overrides = ["stages=[warmup]", f"actor.refine_tune.problems_per_level={problems_per_level}", *extra]
-    run_stages(load_config([f"run_dir={folder}", "tracking.mode=disabled", *overrides]))  # cached once finished
+    run(folder, ["stages=[warmup]", f"actor.refine_tune.problems_per_level={problems_per_level}", *extra])
     summary = json.loads((folder / "stages" / "warmup.json").read_text())["refine_tune"]
     return str(folder / "actor"), summary
 
@@ -66,7 +70,7 @@ def measure(arm: str, actor: str, out: Path) -> dict:
     given = [f"actor.model={actor}"]
     levels = stage(out / arm / "eval_actor", "eval_actor",
                    ["recipe=paper_tiny", "stages=[eval_actor]", "eval.with_critic=false", *given])
-    result = {"by_level": {lv: v["accuracy"] for lv, v in levels["accuracy"]["by_difficulty"].items()}}
+    result = {"by_level": levels["accuracy"]["by_difficulty"]}
     for split, extra in SPLITS.items():
         metrics = stage(out / arm / f"test_time_{split}", "eval_test_time",
                         ["stages=[eval_test_time]", CRITIC, *given, *HARD, *extra])
@@ -86,9 +90,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| {label} (fixed / broken) | " + " | ".join(
                 f"{c['accuracy']:.3f} ({c['fixed']} / {c['broken']})" for c in cells) + " |")
             lines.append(f"| {label}, first attempt kept | " + " | ".join(f"{c['first_kept']:.3f}" for c in cells) + " |")
-    levels = list(results[arms[0]]["by_level"])
-    lines += ["", "| held-out greedy accuracy, 100 per level | " + " | ".join(levels) + " |", "|---|" + "---|" * len(levels)]
-    lines += [f"| {a} | " + " | ".join(f"{results[a]['by_level'][lv]:.2f}" for lv in levels) + " |" for a in arms]
+    lines += ["", format_table({a: results[a]["by_level"] for a in arms}, list(results[arms[0]]["by_level"]),
+                               "Held-out greedy accuracy by level, 100 problems per level")]
     return "\n".join(lines) + "\n"
 
 

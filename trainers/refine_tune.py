@@ -82,12 +82,10 @@ def refine_tune(model: Any, tokenizer: Any, template: Any, records: Sequence[Epi
     settings = SimpleNamespace(seed=seed, **{k: v for k, v in asdict(config).items()
                                              if k in ("train_steps", "batch_size", "learning_rate", "warmup_ratio",
                                                       "weight_decay", "max_length")})
+    data = {"own_error_examples": len(rows), "own_errors_found": found, "replay_examples": len(replay),
+            "episodes": counts}
     model.train()
     summary = sft_train(model, tokenizer, mix, settings, out_dir, recipe=recipe, log_every=max(1, config.train_steps // 6),
-                        extra={"refine_tune": {**asdict(config), "seed": seed, "own_error_examples": len(rows),
-                                               "own_errors_found": found, "replay_examples": len(replay),
-                                               "episodes": counts}})
+                        extra={"refine_tune": {**asdict(config), "seed": seed, **data}})
     model.eval()
-    return {"own_error_examples": len(rows), "own_errors_found": found, "replay_examples": len(replay),
-            "episodes": counts,
-            "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
+    return {**data, "train_seconds": summary["train_seconds"], "train_loss": summary["train_loss"]}
