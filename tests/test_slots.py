@@ -64,6 +64,39 @@ def test_compaction_and_right_shifts_keep_the_tokens(engines):
     assert got == expected
 
 
+def test_reused_cache_buffers_keep_the_tokens_and_grow_when_needed(engines):
+    """Buffers kept from earlier runs hold other rows' keys and values: filled with large finite values they give
+    the same tokens and log-probabilities, bit for bit, as fresh zeros; a run needing more slots or columns grows
+    them, a smaller one takes views."""
+    _, slots = engines
+    sampling = SamplingParams(max_new_tokens=60, logprobs=True)
+    rows = [slots.encode(p) for p in PROMPTS]
+
+    def run(storage, slot_count, subset=rows):
+        decoder = SlotDecoder(slots.model, slots.tokenizer.pad_token_id, slots=slot_count, storage=storage)
+        return decoder.run(subset, list(range(len(subset))), sampling, lambda ids: slots._finished(ids, sampling)), \
+            decoder.storage
+
+    fresh, storage = run(None, 6)
+    keys = storage[0][0]
+    with torch.inference_mode():  # the buffers are inference tensors, as the decoder made them
+        for buffer in (b for layer in storage for b in layer):
+            buffer.copy_(torch.randn(buffer.shape, generator=torch.Generator().manual_seed(0)) * 100)
+    again, same = run(storage, 6)
+    assert again == fresh and same[0][0].data_ptr() == keys.data_ptr()
+    assert run(storage, 3, rows[:5])[0] == run(None, 3, rows[:5])[0] and storage[0][0] is keys  # smaller: views
+    wider, grown = run(storage, 9, [r + r for r in rows[:12]])  # more slots, more columns: new buffers
+    assert grown[0][0].shape[0] == 9 and grown[0][0].shape[2] > keys.shape[2]
+    assert wider == run(None, 9, [r + r for r in rows[:12]])[0]
+    # the backend keeps its buffers between calls and gives them up on request
+    slots.generate(PROMPTS[:4], SamplingParams(max_new_tokens=10))
+    kept = slots._kv_storage
+    slots.generate(PROMPTS[:4], SamplingParams(max_new_tokens=10))
+    assert slots._kv_storage is kept and kept[0] is not None
+    slots.release_cache()
+    assert slots._kv_storage is None
+
+
 def test_sampling_is_seeded_and_its_logprobs_are_the_models(engines):
     _, slots = engines
     sampling = SamplingParams(max_new_tokens=30, temperature=1.0, n=3, seed=7, logprobs=True)

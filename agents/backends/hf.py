@@ -68,6 +68,11 @@ class HFBackend:
             raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
                              "has sliding-window or recurrent layers (use engine='generate')")
         self.engine, self.fused = engine, fused
+        self._kv_storage: list | None = None  # the slot engine's KV buffers, kept between calls (release_cache)
+
+    def release_cache(self) -> None:
+        """Free the slot engine's KV buffers kept between ``generate`` calls; the next call allocates afresh."""
+        self._kv_storage = None
 
     def encode(self, prompt: Prompt) -> list[int]:
         if isinstance(prompt, str):
@@ -120,7 +125,9 @@ class HFBackend:
         """
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r]))
         if self.engine == "slots":
-            decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size, fused=self.fused)
+            decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size, fused=self.fused,
+                                  storage=self._kv_storage)
+            self._kv_storage = decoder.storage
             return decoder.run(rows, order, sampling, lambda ids: self._finished(ids, sampling))
         out: list[tuple[list[int], list | None]] = [([], None)] * len(rows)
         for i in range(0, len(order), self.batch_size):

@@ -78,14 +78,12 @@ class _SlotLayer(CacheLayerMixin):
 
     is_sliding = False
 
-    def __init__(self, owner: SlotCache):
+    def __init__(self, owner: SlotCache, index: int):
         super().__init__()
-        self.owner = owner
+        self.owner, self.index = owner, index
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        shape = (self.owner.slots, key_states.shape[1], self.owner.columns)
-        self.keys = key_states.new_zeros(*shape, key_states.shape[-1])
-        self.values = value_states.new_zeros(*shape, value_states.shape[-1])
+        self.keys, self.values = self.owner.buffers(self.index, key_states, value_states)
         self.device = key_states.device
         self.is_initialized = True
 
@@ -99,9 +97,9 @@ class _SlotLayer(CacheLayerMixin):
     def place(self, slots: torch.Tensor, start: int, keys: torch.Tensor, values: torch.Tensor) -> None:
         if not self.is_initialized:
             self.lazy_initialization(keys, values)
-        width = keys.shape[2]
-        self.keys[slots, :, start:start + width] = keys
-        self.values[slots, :, start:start + width] = values
+        width = keys.shape[2]  # a copy along the slot axis of a column window (cheaper than mixed indexing)
+        self.keys.narrow(2, start, width).index_copy_(0, slots, keys)
+        self.values.narrow(2, start, width).index_copy_(0, slots, values)
 
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.owner.column + query_length, 0
@@ -114,11 +112,34 @@ class _SlotLayer(CacheLayerMixin):
 
 
 class SlotCache(Cache):
-    """A KV cache of ``slots`` rows by ``columns`` token columns, one :class:`_SlotLayer` per model layer."""
+    """A KV cache of ``slots`` rows by ``columns`` token columns, one :class:`_SlotLayer` per model layer.
 
-    def __init__(self, num_layers: int, slots: int, columns: int):
+    ``storage``: per layer, a ``(keys, values)`` pair of buffers at least this large (or ``None``) to take views of
+    instead of allocating; a layer that has none, or too small a one, allocates and records its own there. Zeroing
+    a fresh cache costs a run of the tiny actor about as much as 30 of its decode passes (new pages, first
+    touched), and a reused one holds only finite keys and values of earlier rows, which every pass masks out as it
+    does zeros."""
+
+    def __init__(self, num_layers: int, slots: int, columns: int, storage: list | None = None):
         self.slots, self.columns, self.column = slots, columns, 0
-        super().__init__(layers=[_SlotLayer(self) for _ in range(num_layers)])
+        self.storage = storage if storage is not None else [None] * num_layers
+        super().__init__(layers=[_SlotLayer(self, index) for index in range(num_layers)])
+
+    def buffers(self, layer: int, keys: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer ``layer``'s keys and values ``(slots, heads, columns, head_dim)``, views of its stored buffers
+        where they fit (same heads, head size, dtype and device; at least as many slots and columns)."""
+        held = self.storage[layer]
+        fits = held is not None and all(
+            b.shape[0] >= self.slots and b.shape[1] == s.shape[1] and b.shape[2] >= self.columns
+            and b.shape[3] == s.shape[3] and b.dtype == s.dtype and b.device == s.device
+            for b, s in zip(held, (keys, values)))
+        if not fits:
+            slots, columns = self.slots, self.columns
+            if held is not None:  # grow to cover both this run and the last one's shape
+                slots, columns = max(slots, held[0].shape[0]), max(columns, held[0].shape[2])
+            held = tuple(s.new_zeros(slots, s.shape[1], columns, s.shape[3]) for s in (keys, values))
+            self.storage[layer] = held
+        return tuple(b[:self.slots, :, :self.columns] for b in held)
 
     def place(self, slots: torch.Tensor, start: int, prefill: list[tuple[torch.Tensor, torch.Tensor]],
               rows: torch.Tensor | None = None) -> None:
@@ -150,11 +171,12 @@ class SlotDecoder:
     Rows are admitted in the order given; tokens of a greedy row equal ``generate``'s up to floating-point ties.
     ``fused``: run the passes on :class:`~agents.backends.fused.FusedForward` where the model supports it (same
     logits, far fewer operations per pass), else on the model's own forward. ``admit``: how many slots must be
-    free before waiting prompts are prefilled together (default an eighth of the slots).
+    free before waiting prompts are prefilled together (default an eighth of the slots). ``storage``: the KV
+    buffers of an earlier decoder of the same model, to reuse (see :class:`SlotCache`).
     """
 
     def __init__(self, model, pad_token_id: int, slots: int = 64, margin: int = 16, fused: bool = True,
-                 admit: int | None = None, prefill_overhead: float = 80.0):
+                 admit: int | None = None, prefill_overhead: float = 80.0, storage: list | None = None):
         # ``margin``: cache columns beyond the longest row, and how many columns no live row uses any more are
         # let pile up on the left before the spans shift back. Every forward pass reads all columns up to the
         # current one, so a small margin keeps that near the longest live span; a shift costs about 1/``margin``
@@ -167,6 +189,9 @@ class SlotDecoder:
         # transformers 5 renamed ``past_key_values`` to ``cache``; a model's own code may still take the old name
         self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.fused = FusedForward(model) if fused and supports_fused(model) else None
+        # the cache's buffers (:class:`SlotCache`'s ``storage``): a caller that keeps this list and passes it to its
+        # next decoder saves that run the allocation
+        self.storage = storage if storage is not None else [None] * self.num_layers
 
     @torch.inference_mode()
     def run(self, rows: list[list[int]], order: list[int], sampling: SamplingParams,
@@ -176,7 +201,7 @@ class SlotDecoder:
             return out
         slots = min(self.slots, len(rows))
         longest = max(len(r) for r in rows) + sampling.max_new_tokens
-        cache = SlotCache(self.num_layers, slots, columns=longest + self.margin)
+        cache = SlotCache(self.num_layers, slots, columns=longest + self.margin, storage=self.storage)
         valid = torch.zeros(slots, cache.columns, dtype=torch.bool, device=self.device)
         start = [0] * slots  # first column of each slot's span
         position = torch.zeros(slots, dtype=torch.long, device=self.device)
