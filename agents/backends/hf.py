@@ -71,7 +71,8 @@ class HFBackend:
         self._kv_storage: list | None = None  # the slot engine's KV buffers, kept between calls (release_cache)
 
     def release_cache(self) -> None:
-        """Free the slot engine's KV buffers kept between ``generate`` calls; the next call allocates afresh."""
+        """Free the slot engine's KV buffers kept between ``generate`` calls; the next call allocates afresh (also
+        what to call after the model wrote non-finite keys or values: masked columns must hold finite numbers)."""
         self._kv_storage = None
 
     def encode(self, prompt: Prompt) -> list[int]:
