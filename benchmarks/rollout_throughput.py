@@ -6,7 +6,9 @@
        slot engine),
   (b) the same rollout on ``engine=slots`` (agents/backends/slots.py: ``--batch`` rows decode together and a row
       that ends is refilled at once), at each ``--slots`` size, on the slot engine's lean forward pass
-      (agents/backends/fused.py), and once at the first size on the model's own forward (``fused=False``),
+      (agents/backends/fused.py) with ragged attention (each run of slots reads the columns from its oldest row's
+      first on), once at ``--full-width-slots`` reading every column (``ragged=False``, the pass before), and once
+      at the first size on the model's own forward (``fused=False``),
   (c) the same loop one episode at a time (one live episode, generation batch 1),
   (d) the (b) rollout split over ``--workers`` Ray rollout workers of one torch thread each (rollout/ray_pool.py,
       ``ray.enabled=true``): the machine's cores as processes instead of as threads of one process. Ray and the
@@ -78,13 +80,15 @@ def _rollout(backend: HFBackend, problems, template, sampling, env_config, envs:
     shape = {"passes": 0, "rows": 0, "row_columns": 0, "own_columns": 0, "prefills": 0}
     timed_decode = _timed(spent, lambda *a, **k: "decode_s", passes["_decode_pass"])
 
-    def decode_pass(self, cache, ids, positions, mask):
-        """Also counts what the pass read: rows, columns, and the columns that are a row's own (unmasked)."""
+    def decode_pass(self, cache, ids, positions, mask, segments=None):
+        """Also counts what the pass read: rows, the columns attention read (each ragged segment its own), and the
+        columns that are a row's own (unmasked)."""
+        rows, width = mask.shape[0], mask.shape[-1]
         shape["passes"] += 1
-        shape["rows"] += mask.shape[0]
-        shape["row_columns"] += mask.shape[0] * mask.shape[-1]
+        shape["rows"] += rows
+        shape["row_columns"] += sum((b - a) * (width - m) for a, b, m in segments) if segments else rows * width
         shape["own_columns"] += int((mask == 0).sum())
-        return timed_decode(self, cache, ids, positions, mask)
+        return timed_decode(self, cache, ids, positions, mask, segments)
 
     timed_prefill = _timed(spent, lambda *a, **k: "prefill_s", passes["_prefill_pass"])
 
@@ -147,6 +151,8 @@ def main() -> None:
     parser.add_argument("--single-problems", type=int, default=48, help="episodes for the one-at-a-time loop")
     parser.add_argument("--batch", type=int, default=64, help="generation batch of (a) and (b0)")
     parser.add_argument("--slots", type=int, nargs="+", default=[64, 128, 256], help="slot counts of (b)")
+    parser.add_argument("--full-width-slots", type=int, default=128,
+                        help="slot count of the lean pass reading every column (ragged=False); 0: no such row")
     parser.add_argument("--envs", type=int, default=256, help="live episodes in the batched rollouts")
     parser.add_argument("--max-new-tokens", type=int, default=160)
     parser.add_argument("--threads", type=int, default=2)
@@ -179,6 +185,9 @@ def main() -> None:
         if slots == args.slots[0]:
             modes[f"b_rollout_slots_{slots}_library_forward"] = rollout_row(
                 HFBackend(reference.model, reference.tokenizer, batch_size=slots, engine="slots", fused=False))
+        if slots == args.full_width_slots:
+            modes[f"b_rollout_slots_{slots}_full_width"] = rollout_row(
+                HFBackend(reference.model, reference.tokenizer, batch_size=slots, engine="slots", ragged=False))
     modes["c_one_at_a_time"] = rollout_row(HFBackend(reference.model, reference.tokenizer, batch_size=1, engine="slots"),
                                            problems[: args.single_problems], 1)
     if args.workers:

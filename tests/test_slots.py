@@ -209,10 +209,35 @@ def test_the_lean_forward_gives_the_models_logits_bit_for_bit(engines, which):
     sampling = SamplingParams(max_new_tokens=25, logprobs=True)
     out = {}
     for fused in (True, False):
-        decoder = SlotDecoder(model, 0, slots=5, margin=3, fused=fused)
+        decoder = SlotDecoder(model, 0, slots=5, margin=3, fused=fused, ragged=False)
         assert (decoder.fused is not None) == fused
         out[fused] = decoder.run(rows, list(range(len(rows))), sampling, lambda ids: len(ids) >= 25)
     assert out[True] == out[False]
+    # ragged attention (one call per slot here) skips masked columns: the same tokens, log-probabilities to rounding
+    ragged = SlotDecoder(model, 0, slots=5, margin=3, segment_rows=1, segment_overhead=0)
+    calls = []
+    segments = ragged._segments
+    ragged._segments = lambda *args: calls.append(segments(*args)) or calls[-1]
+    got = ragged.run(rows, list(range(len(rows))), sampling, lambda ids: len(ids) >= 25)
+    assert any(len(c) > 1 and any(m > 0 for _, _, m in c) for c in calls)
+    assert [ids for ids, _ in got] == [ids for ids, _ in out[False]]
+    for (_, lps), (_, expected) in zip(got, out[False]):
+        assert lps == pytest.approx(expected, abs=1e-5)
+
+
+def test_ragged_segments_cover_the_rows_and_skip_only_masked_columns(engines):
+    """Runs of slots are joined where one call over their columns costs less than two; every busy row's span
+    lies inside its segment's columns, and an idle slot needs only the current column."""
+    decoder = SlotDecoder(engines[1].model, 0, slots=8, segment_rows=2, segment_overhead=10)
+    col = 100
+    start = [90, 92, 10, 12, 95, 0, 97, 99]
+    row_of = [0, 1, 2, 3, 4, None, 6, 7]
+    segments = decoder._segments(start, row_of, 8, col)
+    assert [(a, b) for a, b, _ in segments] == [(0, 2), (2, 4), (4, 8)]
+    assert [m for _, _, m in segments] == [90, 10, 95]
+    assert decoder._segments(start, row_of, 8, col) == segments  # a pure function of the layout
+    one = SlotDecoder(engines[1].model, 0, slots=8, segment_rows=2, segment_overhead=10_000)._segments(start, row_of, 8, col)
+    assert one == [(0, 8, 10)]  # a call costing more than the columns it saves: one segment
 
 
 def test_adapters_keep_the_models_forward(engines):

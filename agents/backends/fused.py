@@ -45,7 +45,10 @@ class FusedForward:
 
     ``mask`` is an additive float mask ``(rows, 1, queries, keys)``; ``kv(layer, keys, values)`` stores a layer's
     new keys and values ``(rows, key/value heads, queries, head_dim)`` and returns the keys and values to attend
-    over."""
+    over. ``segments`` (see :meth:`_attend`) skip the masked columns before each row range's first own one: the
+    slot engine's rows end at one column but start at many, and attention reads every column it is given. The
+    logits then agree with the full-width pass to float rounding, not bit for bit (the kernel sums in other
+    blocks)."""
 
     def __init__(self, model):
         config, base = model.config, model.model
@@ -95,7 +98,17 @@ class FusedForward:
         half = x.shape[-1] // 2
         return (x * cos).add_(torch.cat((x[..., half:], x[..., :half]), dim=-1).mul_(sin))
 
-    def _attend(self, query, keys, values, mask) -> torch.Tensor:
+    def _attend(self, query, keys, values, mask, segments=None) -> torch.Tensor:
+        """Attention over the key columns each row needs: ``segments``, ``(first row, end row, first column)``
+        triples covering the rows in order, attend row ranges to the columns from theirs on (every earlier column
+        is masked for those rows); ``None`` attends every row to every column."""
+        if segments is None:
+            return self._attend_all(query, keys, values, mask)
+        parts = [self._attend_all(query[a:b], keys[a:b, :, m:], values[a:b, :, m:], mask[a:b, ..., m:])
+                 for a, b, m in segments]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+    def _attend_all(self, query, keys, values, mask) -> torch.Tensor:
         """Attention as the library's sdpa path runs it: with grouped key/value heads, one query token attends per
         key/value head (its query heads packed as rows), longer queries attend to repeated keys and values."""
         if self.kv_heads == self.heads:
@@ -113,7 +126,8 @@ class FusedForward:
 
     @torch.inference_mode()
     def __call__(self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor,
-                 kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+                 kv: Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
+                 segments: list[tuple[int, int, int]] | None = None) -> torch.Tensor:
         rows, queries = ids.shape
         x = F.embedding(ids, self.embed)
         cos, sin = self._rotary(positions, x.dtype)
@@ -123,7 +137,7 @@ class FusedForward:
             query = self._rope(F.linear(h, *q).view(split).transpose(1, 2), cos, sin)
             key = self._rope(F.linear(h, *k).view(kv_split).transpose(1, 2), cos, sin)
             keys, values = kv(index, key, F.linear(h, *v).view(kv_split).transpose(1, 2))
-            attended = self._attend(query, keys, values, mask)
+            attended = self._attend(query, keys, values, mask, segments)
             x = x.add_(F.linear(attended.transpose(1, 2).reshape(rows, queries, -1), *o))
             h = self._norm(x, n2, e2)
             x = x.add_(F.linear(F.silu(F.linear(h, gate), inplace=True).mul_(F.linear(h, up)), down))

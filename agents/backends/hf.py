@@ -27,14 +27,16 @@ class HFBackend:
     runs ``model.generate`` on batches of ``batch_size`` rows, each until its longest row ends (the library's
     reference path); ``auto`` takes ``slots`` whenever every layer is full attention. ``fused``: the slot engine
     runs Llama/Qwen2 models on its lean forward pass (agents/backends/fused.py, the same logits); ``False`` keeps
-    the model's own forward.
+    the model's own forward. ``ragged``: the lean pass's attention skips the masked columns before each run of
+    slots' first own one (the same tokens; log-probabilities to float rounding); ``False`` reads every column,
+    the library's logits bit for bit.
     """
 
     name = "hf"
 
     def __init__(self, model: str | os.PathLike | Any, tokenizer: Any = None, device: str = "auto",
                  dtype: str = "auto", batch_size: int = 64, threads: int | None = None, engine: str = "auto",
-                 fused: bool = True):
+                 fused: bool = True, ragged: bool = True):
         if engine not in ENGINES:
             raise ValueError(f"HFBackend: engine must be one of {ENGINES}, got {engine!r}")
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -67,7 +69,7 @@ class HFBackend:
         elif engine == "slots" and not supports_slots(self.model):
             raise ValueError(f"HFBackend: engine='slots' needs full attention in every layer; {self.path or 'this model'} "
                              "has sliding-window or recurrent layers (use engine='generate')")
-        self.engine, self.fused = engine, fused
+        self.engine, self.fused, self.ragged = engine, fused, ragged
         self._kv_storage: list | None = None  # the slot engine's KV buffers, kept between calls (release_cache)
 
     def release_cache(self) -> None:
@@ -127,7 +129,7 @@ class HFBackend:
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r]))
         if self.engine == "slots":
             decoder = SlotDecoder(self.model, self.tokenizer.pad_token_id, slots=self.batch_size, fused=self.fused,
-                                  storage=self._kv_storage)
+                                  ragged=self.ragged, storage=self._kv_storage)
             self._kv_storage = decoder.storage
             return decoder.run(rows, order, sampling, lambda ids: self._finished(ids, sampling))
         out: list[tuple[list[int], list | None]] = [([], None)] * len(rows)
