@@ -96,6 +96,7 @@ SEED_OFFSETS = {
     "test_time": 100,     # eval_test_time's problems (per level)
     "self_improve": 100,  # self-improvement's training problems (plus the iteration)
     "refine_tune": 300,   # the warm-up's refine-tune: problems the actor samples for its own mistakes (per level)
+    "final_heldout": 700,  # benchmarks/self_improvement.py --final-eval: the start and last checkpoints, per level
 }
 
 

@@ -1,6 +1,7 @@
 import json
 import os
 import signal
+import shutil
 import threading
 import time
 from dataclasses import replace
@@ -326,3 +327,24 @@ def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_cha
     assert s["worst_level_change"] == pytest.approx(-0.1) and s["generations"] == 32
     assert s["exploration"] == pytest.approx(0.6) and len(s["iterations"]) == 3
     assert bench.fmt([0.5]) == "0.500" and bench.fmt([0.4, 0.6]) == "0.500 ± 0.100"
+
+
+def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
+    """The start and a last checkpoint measured on the same fresh problems: the same weights change no level and
+    their interval is empty; a per-problem difference's interval is the normal one."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_si", ROOT / "benchmarks" / "self_improvement.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    paired = bench._paired([1, -1, 0, 0, -1])
+    assert paired["change"] == pytest.approx(-0.2) and paired["ci95"] == pytest.approx(1.96 * (0.7 / 5) ** 0.5, abs=1e-4)
+    assert (paired["gained"], paired["lost"], paired["n"]) == (1, 2, 5)
+
+    model = tmp_path / "N4-seed0" / "self_improve" / "rft" / "iter_1" / "model"
+    shutil.copytree(ROOT / "checkpoints" / "tiny-actor", model)
+    extra = ["self_improve.iterations=1", "self_improve.actor=checkpoints/tiny-actor"]
+    result = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3)
+    assert result["accuracy"]["rft"] == result["accuracy"]["start"] and len(result["accuracy"]["start"]) == 8
+    assert all(c["change"] == 0 and c["ci95"] == 0 and c["n"] == 3 for c in result["change"]["rft"].values())
+    assert (tmp_path / "N4-seed0" / "results" / "final_eval_3.json").exists()  # cached: a rerun reads it back
