@@ -186,9 +186,9 @@ class SlotDecoder:
                  admit: int | None = None, prefill_overhead: float = 80.0, storage: list | None = None,
                  ragged: bool = True, segment_rows: int = 8, segment_overhead: float = 300.0):
         # ``margin``: cache columns beyond the longest row, and how many columns no live row uses any more are
-        # let pile up on the left before the spans shift back. Every forward pass reads all columns up to the
-        # current one, so a small margin keeps that near the longest live span; a shift costs about 1/``margin``
-        # of what the passes since the last one read
+        # let pile up on the left before the spans shift back. A full-width pass (``ragged`` off) reads all
+        # columns up to the current one, so a small margin keeps that near the longest live span; a shift costs
+        # about 1/``margin`` of what the passes since the last one read
         self.model, self.pad, self.slots, self.margin = model, pad_token_id, slots, max(1, margin)
         self.admit = max(1, admit if admit is not None else slots // 8)
         self.prefill_overhead = prefill_overhead  # a prefill pass's fixed cost in prompt tokens (length_groups)
@@ -198,7 +198,9 @@ class SlotDecoder:
         self.cache_kw = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
         self.fused = FusedForward(model) if fused and supports_fused(model) else None
         # a segment's attention call costs about as much as ``segment_overhead`` (row, column) pairs of attention:
-        # measured on the tiny actor on 2 CPU cores, a call about 20 us and a pair about 65 ns (a cold cache)
+        # on the tiny actor on 2 CPU cores a layer's call costs about 8 us and a pair about 57 ns when the four
+        # layers run in turn (benchmarks/results/decode_pass_fourth_cpu.json), and each segment's slices and the
+        # concatenation of their outputs about as much again as the call
         self.ragged = ragged and self.fused is not None
         self.segment_rows, self.segment_overhead = max(1, segment_rows), segment_overhead
         # the cache's buffers (:class:`SlotCache`'s ``storage``): a caller that keeps this list and passes it to its
@@ -382,20 +384,21 @@ class SlotDecoder:
             order = sorted(busy, key=start.__getitem__) + [s for s in range(live) if row_of[s] is None]
             if order == list(range(live)):
                 order = None
+        index = None
         if order is not None:
             index = torch.tensor(order, device=self.device)
             for buffer in (valid, position, token):
                 buffer[:live] = buffer[index]  # indexing copies
             start[:live], row_of[:live] = [start[s] for s in order], [row_of[s] for s in order]
-        self._shift(cache, valid, start, row_of, live, by, order)
+        self._shift(cache, valid, start, row_of, live, by, index)
 
-    def _shift(self, cache: SlotCache, valid, start, row_of, live: int, by: int, order: list[int] | None = None) -> None:
+    def _shift(self, cache: SlotCache, valid, start, row_of, live: int, by: int,
+               order: torch.Tensor | None = None) -> None:
         """Move every live slot's columns by ``by`` (left when negative); the current column moves with them.
         ``order``: the slots' bookkeeping was already permuted so; the cache's rows move with the same copy."""
         begin = max(0, -by)
         width = cache.column - begin
-        cache.shift(live, begin, width, to=begin + by,
-                    order=None if order is None else torch.tensor(order, device=self.device))
+        cache.shift(live, begin, width, to=begin + by, order=order)
         moved = valid[:live, begin:begin + width].clone()
         valid[:live] = False
         valid[:live, begin + by:begin + by + width] = moved
