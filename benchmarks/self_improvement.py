@@ -57,18 +57,21 @@ def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Pat
     return cached
 
 
-def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: Path, per_level: int) -> dict:
-    """Greedy accuracy of the starting actor and each algorithm's last checkpoint on ``per_level`` fresh held-out
-    problems per level, and each level's change with its 95 % interval paired by problem (normal approximation
-    to the mean of the per-problem differences). Cached in the run folder."""
+def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: Path, per_level: int,
+               split: str | None = None) -> dict:
+    """Greedy accuracy of the starting actor and each algorithm's last checkpoint on ``per_level`` fresh problems
+    per level of ``split`` (default: the runs' ``eval_split``; ``train`` to choose settings without the test
+    split), and each level's change with its 95 % interval paired by problem (normal approximation to the mean
+    of the per-problem differences). Cached in the run folder."""
     folder = out / f"N{n}-seed{seed}"
-    cached = folder / "results" / f"final_eval_{per_level}.json"
-    if cached.exists():
-        return json.loads(cached.read_text())
     cfg = load_config(["recipe=paper_tiny", f"seed={seed}", *extra])
     si = cfg.self_improve
-    problems = problems_for(cfg.problems, "final_heldout", seed, si.eval_split,
-                            size=per_level * len(cfg.problems.levels))
+    split = split or si.eval_split
+    cached = folder / "results" / (f"final_eval_{per_level}.json" if split == si.eval_split
+                                   else f"final_eval_{split}_{per_level}.json")
+    if cached.exists():
+        return json.loads(cached.read_text())
+    problems = problems_for(cfg.problems, "final_heldout", seed, split, size=per_level * len(cfg.problems.levels))
     env = replace(cfg.env, action_unit="solution", max_refinements=0,
                   max_action_chars=cfg.env.max_action_chars or max(512, 8 * cfg.actor.max_new_tokens))
     models = {"start": repo_path(si.actor)} | {
@@ -79,7 +82,7 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
         records = rollout(problems, actor, NullCritic(), env, batch_size=256, seed=seed)
         outcomes[name] = [int(r.correct) for r in records]
     levels = [str(p.difficulty) for p in problems]
-    result = {"per_level": per_level, "split": si.eval_split, "accuracy": {}, "change": {}}
+    result = {"per_level": per_level, "split": split, "accuracy": {}, "change": {}}
     for name, got in outcomes.items():
         result["accuracy"][name] = {lv: round(_mean([g for g, l in zip(got, levels) if l == lv]), 4)
                                     for lv in sorted(set(levels), key=int)}
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", default="self_improvement", help="the results files' name")
     parser.add_argument("--final-eval", type=int, default=0, metavar="K",
                         help="also measure the start and each last checkpoint on K fresh problems per level")
+    parser.add_argument("--final-split", choices=["test", "train"], default=None,
+                        help="the split of --final-eval's problems (default: the runs' eval_split)")
     args = parser.parse_args(argv)
     lo, hi = map(int, args.warmup_levels.split("-"))
     cfg = load_config(args.set)
@@ -182,11 +187,13 @@ def main(argv: list[str] | None = None) -> None:
                 per_level.append(f"| {n} | {alg} | {seed} | {it['iteration']} | "
                                  + " | ".join(f"{it['by_difficulty'].get(str(lv), float('nan')):.2f}" for lv in levels)
                                  + f" | {it['overall']:.3f} |")
-    finals = {(n, seed): final_eval(n, seed, args.algorithms, args.set, Path(args.out), args.final_eval)
+    finals = {(n, seed): final_eval(n, seed, args.algorithms, args.set, Path(args.out), args.final_eval,
+                                    args.final_split)
               for n in args.samples for seed in args.seeds} if args.final_eval else {}
     final_md: list[str] = []
     if finals:
-        final_md = [f"**Start and last checkpoint on {args.final_eval} more {cfg.self_improve.eval_split}-split problems "
+        split = args.final_split or cfg.self_improve.eval_split
+        final_md = [f"**Start and last checkpoint on {args.final_eval} more {split}-split problems "
                     "per level (greedy): each level's change, ± its 95 % interval paired by problem**", "",
                     "| N | seed | model | " + " | ".join(map(str, levels)) + " | worst level change |",
                     "|" + "---|" * (len(levels) + 4)]

@@ -348,3 +348,5 @@ def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
     assert result["accuracy"]["rft"] == result["accuracy"]["start"] and len(result["accuracy"]["start"]) == 8
     assert all(c["change"] == 0 and c["ci95"] == 0 and c["n"] == 3 for c in result["change"]["rft"].values())
     assert (tmp_path / "N4-seed0" / "results" / "final_eval_3.json").exists()  # cached: a rerun reads it back
+    train = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3, split="train")  # for choosing settings
+    assert train["split"] == "train" and (tmp_path / "N4-seed0" / "results" / "final_eval_train_3.json").exists()
