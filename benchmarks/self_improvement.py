@@ -36,6 +36,7 @@ from critics import NullCritic  # noqa: E402
 from envs.registry import problems_for  # noqa: E402
 from pipeline import load_config, run_stages  # noqa: E402
 from pipeline.checkpoints import repo_path  # noqa: E402
+from pipeline.context import env_settings  # noqa: E402
 from rollout import rollout  # noqa: E402
 from storage import atomic_write_json, atomic_write_text  # noqa: E402
 
@@ -72,8 +73,7 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
     if cached.exists():
         return json.loads(cached.read_text())
     problems = problems_for(cfg.problems, "final_heldout", seed, split, size=per_level * len(cfg.problems.levels))
-    env = replace(cfg.env, action_unit="solution", max_refinements=0,
-                  max_action_chars=cfg.env.max_action_chars or max(512, 8 * cfg.actor.max_new_tokens))
+    env = env_settings(cfg, action_unit="solution", max_refinements=0)
     models = {"start": repo_path(si.actor)} | {
         alg: folder / "self_improve" / alg / f"iter_{si.iterations}" / "model" for alg in algorithms}
     outcomes = {}
@@ -82,13 +82,13 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
         records = rollout(problems, actor, NullCritic(), env, batch_size=256, seed=seed)
         outcomes[name] = [int(r.correct) for r in records]
     levels = [str(p.difficulty) for p in problems]
+    distinct = sorted(set(levels), key=int)
     result = {"per_level": per_level, "split": split, "accuracy": {}, "change": {}}
     for name, got in outcomes.items():
-        result["accuracy"][name] = {lv: round(_mean([g for g, l in zip(got, levels) if l == lv]), 4)
-                                    for lv in sorted(set(levels), key=int)}
+        result["accuracy"][name] = {lv: round(_mean([g for g, l in zip(got, levels) if l == lv]), 4) for lv in distinct}
         if name != "start":
             result["change"][name] = {lv: _paired([g - s for g, s, l in zip(got, outcomes["start"], levels) if l == lv])
-                                      for lv in sorted(set(levels), key=int)}
+                                      for lv in distinct}
     atomic_write_json(cached, result)
     return result
 

@@ -26,7 +26,16 @@ from pipeline.checkpoints import repo_path, run_checkpoint
 from pipeline.config import ConfigError
 from pipeline.schema import EvalConfig, RunConfig
 
-__all__ = ["Run"]
+__all__ = ["Run", "env_settings"]
+
+
+def env_settings(cfg: RunConfig, **overrides: Any) -> EnvConfig:
+    """A run config's environment settings; ``max_action_chars`` null follows the actor's generation budget
+    (eight characters a token covers every tokenizer's average), never below 512."""
+    env = cfg.env
+    if env.max_action_chars is None:
+        env = replace(env, max_action_chars=max(512, 8 * cfg.actor.max_new_tokens))
+    return replace(env, **overrides)
 
 
 @dataclass
@@ -124,12 +133,8 @@ class Run:
         return self.problems("eval", self.cfg.problems.split, e.max_problems)
 
     def env_config(self, **overrides: Any) -> EnvConfig:
-        """The environment settings; ``max_action_chars`` null follows the actor's generation budget (eight
-        characters a token covers every tokenizer's average), never below 512."""
-        env = self.cfg.env
-        if env.max_action_chars is None:
-            env = replace(env, max_action_chars=max(512, 8 * self.cfg.actor.max_new_tokens))
-        return replace(env, **overrides)
+        """The run's environment settings (:func:`env_settings`)."""
+        return env_settings(self.cfg, **overrides)
 
     # -- results ----------------------------------------------------------------------------------------------------
 

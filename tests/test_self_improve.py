@@ -307,12 +307,18 @@ def test_a_lora_iteration_merges_its_adapter_into_the_weights_the_rollouts_use(t
     assert (tmp_path / "lora" / "iter_1" / "model" / "adapter" / "adapter_config.json").exists()
 
 
-def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_change():
+def _benchmark():
+    """benchmarks/self_improvement.py as a module (the benchmarks folder is not a package)."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("bench_si", ROOT / "benchmarks" / "self_improvement.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_change():
+    bench = _benchmark()
 
     def it(i, accs, exploration=None):
         return {"iteration": i, "heldout": {"overall": sum(accs) / len(accs),
@@ -332,11 +338,7 @@ def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_cha
 def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
     """The start and a last checkpoint measured on the same fresh problems: the same weights change no level and
     their interval is empty; a per-problem difference's interval is the normal one."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("bench_si", ROOT / "benchmarks" / "self_improvement.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _benchmark()
     paired = bench._paired([1, -1, 0, 0, -1])
     assert paired["change"] == pytest.approx(-0.2) and paired["ci95"] == pytest.approx(1.96 * (0.7 / 5) ** 0.5, abs=1e-4)
     assert (paired["gained"], paired["lost"], paired["n"]) == (1, 2, 5)
