@@ -346,9 +346,16 @@ def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
     model = tmp_path / "N4-seed0" / "self_improve" / "rft" / "iter_1" / "model"
     shutil.copytree(ROOT / "checkpoints" / "tiny-actor", model)
     extra = ["self_improve.iterations=1", "self_improve.actor=checkpoints/tiny-actor"]
-    result = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3)
+    shutil.copytree(ROOT / "checkpoints" / "tiny-actor-easy", model.parents[2] / "critique" / "iter_1" / "model")
+    result = bench.final_eval(4, 0, ["rft", "critique"], extra, tmp_path, per_level=3)
     assert result["accuracy"]["rft"] == result["accuracy"]["start"] and len(result["accuracy"]["start"]) == 8
     assert all(c["change"] == 0 and c["ci95"] == 0 and c["n"] == 3 for c in result["change"]["rft"].values())
+    # the lead of one algorithm over another is their accuracies' difference on the same problems, level by level
+    lead = result["versus"]["critique - rft"]
+    for lv, acc in result["accuracy"]["critique"].items():
+        assert lead[lv]["change"] == pytest.approx(acc - result["accuracy"]["rft"][lv], abs=1e-3)
+        assert lead[lv] == result["change"]["critique"][lv]  # rft's weights are the start's here
+    assert any(c["change"] != 0 for c in lead.values())  # the two models differ somewhere
     assert (tmp_path / "N4-seed0" / "results" / "final_eval_3.json").exists()  # cached: a rerun reads it back
     train = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3, split="train")  # for choosing settings
     assert train["split"] == "train" and (tmp_path / "N4-seed0" / "results" / "final_eval_train_3.json").exists()
