@@ -86,12 +86,13 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
         outcomes[name] = [int(r.correct) for r in records]
     levels = [str(p.difficulty) for p in problems]
     distinct = sorted(set(levels), key=int)
+
     def paired(a: str, b: str) -> dict:  # b - a, level by level, paired by problem
-        return {lv: _paired([y - x for x, y, l in zip(outcomes[a], outcomes[b], levels) if l == lv]) for lv in distinct}
+        return {lv: _paired([y - x for x, y, at in zip(outcomes[a], outcomes[b], levels) if at == lv]) for lv in distinct}
 
     result = {"per_level": per_level, "split": split, "accuracy": {}, "change": {}, "versus": {}}
     for name, got in outcomes.items():
-        result["accuracy"][name] = {lv: round(_mean([g for g, l in zip(got, levels) if l == lv]), 4) for lv in distinct}
+        result["accuracy"][name] = {lv: round(_mean([g for g, at in zip(got, levels) if at == lv]), 4) for lv in distinct}
         if name != "start":
             result["change"][name] = paired("start", name)
     for i, a in enumerate(algorithms):
