@@ -85,14 +85,14 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
         records = rollout(problems, actor, NullCritic(), env, batch_size=256, seed=seed)
         outcomes[name] = [int(r.correct) for r in records]
     levels = [str(p.difficulty) for p in problems]
-    distinct = sorted(set(levels), key=int)
+    by_level = {lv: [i for i, at in enumerate(levels) if at == lv] for lv in sorted(set(levels), key=int)}
 
     def paired(a: str, b: str) -> dict:  # b - a, level by level, paired by problem
-        return {lv: _paired([y - x for x, y, at in zip(outcomes[a], outcomes[b], levels) if at == lv]) for lv in distinct}
+        return {lv: _paired([outcomes[b][i] - outcomes[a][i] for i in rows]) for lv, rows in by_level.items()}
 
     result = {"per_level": per_level, "split": split, "accuracy": {}, "change": {}, "versus": {}}
     for name, got in outcomes.items():
-        result["accuracy"][name] = {lv: round(_mean([g for g, at in zip(got, levels) if at == lv]), 4) for lv in distinct}
+        result["accuracy"][name] = {lv: round(_mean([got[i] for i in rows]), 4) for lv, rows in by_level.items()}
         if name != "start":
             result["change"][name] = paired("start", name)
     for i, a in enumerate(algorithms):
