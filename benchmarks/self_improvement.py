@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from dataclasses import replace  # noqa: E402
+from dataclasses import asdict, replace  # noqa: E402
 
 from agents.actor import build_actor  # noqa: E402
 from critics import NullCritic  # noqa: E402
@@ -49,11 +49,16 @@ def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Pat
                  "tracking.mode=disabled", "resume=true", *extra]
     results = folder / "results" / "self_improve.json"
     cached = json.loads(results.read_text()) if results.exists() else None
-    if cached is None or cached.get("benchmark_overrides") != overrides:
+    # the resolved settings too, so a run cached under other config defaults is not read back as this one (a
+    # cache from before they were recorded is trusted on its overrides)
+    settings = json.loads(json.dumps(asdict(load_config(overrides).self_improve), default=str))
+    if (cached is None or cached.get("benchmark_overrides") != overrides
+            or cached.get("benchmark_settings", settings) != settings):
         started = time.perf_counter()
         run_stages(load_config(overrides + ["rerun=[self_improve]"]))
         cached = json.loads(results.read_text())
         cached["benchmark_overrides"], cached["seconds"] = overrides, round(time.perf_counter() - started, 1)
+        cached["benchmark_settings"] = settings
         atomic_write_json(results, cached)
     return cached
 

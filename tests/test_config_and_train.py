@@ -19,6 +19,9 @@ def test_groups_are_swappable_by_one_word():
     default, plain = load_config([]).self_improve, load_config(["self_improve=plain", "self_improve.iterations=5"]).self_improve
     assert default.actor == "checkpoints/tiny-actor-easy" and default.curriculum and default.replay > 0
     assert plain.actor is None and not plain.curriculum and plain.replay == 0 and plain.iterations == 5
+    # each experiment's fine-tune size comes with its group; the command line still wins
+    assert (default.replay, default.sft_steps, plain.sft_steps) == (2048, 180, 60)
+    assert load_config(["self_improve.sft_steps=7"]).self_improve.sft_steps == 7
 
 
 def test_the_words_users_say_pick_algorithms_critics_backends_sources_and_recipes():

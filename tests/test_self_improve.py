@@ -359,3 +359,32 @@ def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
     assert (tmp_path / "N4-seed0" / "results" / "final_eval_3.json").exists()  # cached: a rerun reads it back
     train = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3, split="train")  # for choosing settings
     assert train["split"] == "train" and (tmp_path / "N4-seed0" / "results" / "final_eval_train_3.json").exists()
+
+
+def test_the_benchmark_reruns_a_cached_run_whose_resolved_settings_differ(tmp_path, monkeypatch):
+    """A run is read back only when its overrides *and* the settings they resolved to match: a run cached under
+    other config defaults is run again (one cached before settings were recorded is trusted on its overrides)."""
+    bench = _benchmark()
+    runs = []
+
+    def fake_run(cfg):  # stands in for the self_improve stage: writes the stage's results file
+        runs.append(cfg.self_improve.sft_steps)
+        results = Path(cfg.run_dir) / "results" / "self_improve.json"
+        results.parent.mkdir(parents=True, exist_ok=True)
+        results.write_text(json.dumps({"history": []}))
+
+    monkeypatch.setattr(bench, "run_stages", fake_run)
+    first = bench.run_one(4, 0, ["rft"], [], tmp_path)
+    assert runs == [180] and first["benchmark_settings"]["sft_steps"] == 180
+    bench.run_one(4, 0, ["rft"], [], tmp_path)
+    assert runs == [180]  # read back
+    results = tmp_path / "N4-seed0" / "results" / "self_improve.json"
+    stale = json.loads(results.read_text())
+    stale["benchmark_settings"]["sft_steps"] = 60  # cached under the earlier defaults
+    results.write_text(json.dumps(stale))
+    bench.run_one(4, 0, ["rft"], [], tmp_path)
+    assert runs == [180, 180]
+    del stale["benchmark_settings"]
+    results.write_text(json.dumps(stale))
+    bench.run_one(4, 0, ["rft"], [], tmp_path)
+    assert runs == [180, 180]

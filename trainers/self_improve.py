@@ -103,11 +103,11 @@ class SelfImproveConfig:
     curriculum_threshold: float = 0.3  # a level joins the frontier once its running pass rate reaches this
     curriculum_window: int | None = 1  # draw from this many levels ending at the frontier + 1 (null: all below)
     accumulate: bool = True           # train on every row kept so far, not only this iteration's (restart=base: always)
-    replay: int = 512                 # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
+    replay: int = 2048                # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
     refine_examples: bool = True      # critique: verified refinements also become refinement examples
     renumber_steps: bool = False      # kept solutions' step labels rewritten 1, 2, ... (rewards.answer.renumber_steps)
     temperature: float = 1.0
-    sft_steps: int = 60               # per iteration (``epochs`` set: derived from the examples instead)
+    sft_steps: int = 180              # per iteration (``epochs`` set: derived from the examples instead)
     epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
     restart: str = "continue"         # continue: train the current weights on this iteration's solutions | base:
     # retrain the starting weights every iteration on every solution kept so far (the paper's code)
