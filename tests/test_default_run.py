@@ -86,7 +86,8 @@ def test_train_py_runs_the_default_stages(default_run):
     # the default experiment: the easy-levels actor, a curriculum at the level above its own, warm-up replay
     assert all(h[1]["levels"] == [5] for h in history.values())
     recipe = json.loads((run_dir / "self_improve" / "rft" / "iter_1" / "model" / "recipe.json").read_text())
-    assert recipe["examples"] == history["rft"][1]["kept"] + 512
+    replay = json.loads((run_dir / "config.json").read_text())["self_improve"]["replay"]
+    assert replay == 2048 and recipe["examples"] == history["rft"][1]["kept"] + replay
     # self-talk: transcripts from the run's critique data, a trained model, its rows beside the test-time ones
     talk = json.loads((run_dir / "results" / "self_talk.json").read_text())
     assert talk["metrics"]["data"]["built"] == {"corrected": 16, "correct": 16} and talk["metrics"]["episodes"] == 4
