@@ -49,13 +49,14 @@ def run_one(n: int, seed: int, algorithms: list[str], extra: list[str], out: Pat
                  "tracking.mode=disabled", "resume=true", *extra]
     results = folder / "results" / "self_improve.json"
     cached = json.loads(results.read_text()) if results.exists() else None
+    cfg = load_config(overrides + ["rerun=[self_improve]"])
     # the resolved settings too, so a run cached under other config defaults is not read back as this one (a
     # cache from before they were recorded is trusted on its overrides)
-    settings = json.loads(json.dumps(asdict(load_config(overrides).self_improve), default=str))
+    settings = json.loads(json.dumps(asdict(cfg.self_improve), default=str))
     if (cached is None or cached.get("benchmark_overrides") != overrides
             or cached.get("benchmark_settings", settings) != settings):
         started = time.perf_counter()
-        run_stages(load_config(overrides + ["rerun=[self_improve]"]))
+        run_stages(cfg)
         cached = json.loads(results.read_text())
         cached["benchmark_overrides"], cached["seconds"] = overrides, round(time.perf_counter() - started, 1)
         cached["benchmark_settings"] = settings
