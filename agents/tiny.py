@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-__all__ = ["TinyModelConfig", "build_tokenizer", "build_tiny_model", "SPECIAL_TOKENS"]
+__all__ = ["TinyModelConfig", "build_tokenizer", "build_tiny_model", "expand_depth", "SPECIAL_TOKENS"]
 
 SPECIAL_TOKENS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>"}
 # a newline alone; a digit (with its space); a word (with its space); a run of other symbols; other whitespace
@@ -66,3 +66,41 @@ def build_tiny_model(config: TinyModelConfig, tokenizer: PreTrainedTokenizerFast
         **fields,
     )
     return LlamaForCausalLM(llama)
+
+
+def expand_depth(model, extra: int):
+    """Make a trained decoder deeper without changing what it computes (block expansion, as in LLaMA Pro, Wu et al.
+    2024): the layers fall into ``extra`` equal groups and a copy of each group's last layer follows it, with its
+    attention output and MLP down projections zeroed, so the copy adds nothing to the residual stream until
+    training moves those two projections. A larger critic can then start from a trained one instead of from
+    scratch. Works on any model whose blocks are ``model.model.layers`` with ``self_attn.o_proj`` and
+    ``mlp.down_proj`` (Llama, Qwen2); changes ``model`` in place and returns it."""
+    import copy
+
+    import torch
+
+    layers = model.model.layers
+    count = len(layers)
+    if extra < 0 or (extra and count % extra):
+        raise ValueError(f"expand_layers must divide the model's {count} layers into equal groups, got {extra}")
+    if not extra:
+        return model
+    group, grown = count // extra, []
+    for index, layer in enumerate(layers):
+        grown.append(layer)
+        if (index + 1) % group == 0:
+            twin = copy.deepcopy(layer)
+            for projection in (twin.self_attn.o_proj, twin.mlp.down_proj):
+                with torch.no_grad():
+                    projection.weight.zero_()
+                    if projection.bias is not None:
+                        projection.bias.zero_()
+            grown.append(twin)
+    for index, layer in enumerate(grown):
+        layer.self_attn.layer_idx = index  # the KV cache is indexed by it
+    model.model.layers = torch.nn.ModuleList(grown)
+    config = model.config
+    if getattr(config, "layer_types", None):
+        config.layer_types = [config.layer_types[0]] * len(grown)
+    config.num_hidden_layers = len(grown)
+    return model

@@ -118,11 +118,14 @@ def critic_training(run: Run, c: CriticTrainingConfig) -> dict[str, Any]:
         raise ConfigError(f"critic_training.recipe: {err}") from err
     rows = read_dataset(data)
     start = f" from {recipe.checkpoint}" if c.init == "checkpoint" else ""
+    if recipe.expand_layers:
+        start += f", {recipe.expand_layers} layers added (pass-through copies)"
     print(f"[critic_training] init={c.init}{start}: {recipe.train_steps} steps of {recipe.batch_size} on {len(rows)} "
           "critiques")
     summary = train_tiny_critic(recipe, rows, out, actor_checkpoint=run.actor_checkpoint, data=provenance)
     return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
-            "train_loss": summary["train_loss"], "examples": summary["examples"]}
+            "train_loss": summary["train_loss"], "examples": summary["examples"],
+            "expand_layers": recipe.expand_layers}
 
 
 def _train_hf_critic(run: Run, c: CriticTrainingConfig, rows: list, provenance: dict, out) -> dict[str, Any]:

@@ -217,6 +217,51 @@ def test_critic_training_from_the_actor_and_from_scratch(tmp_path):
         train_tiny_critic(CriticSFTConfig(), [], tmp_path / "none", actor_checkpoint=ROOT / "checkpoints" / "tiny-actor")
 
 
+def test_a_deeper_critic_starts_as_the_model_it_grew_from_and_trains_its_new_layers(tmp_path):
+    """Block expansion: the copied layers start as pass-throughs (the same logits, the same greedy tokens, on the
+    library's forward and on the slot engine's), then their zeroed projections learn."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from agents.backends import SamplingParams
+    from agents.tiny import expand_depth
+    from trainers.critic_sft import CriticSFTConfig, train_tiny_critic
+
+    actor = ROOT / "checkpoints" / "tiny-actor"
+    base, grown = (AutoModelForCausalLM.from_pretrained(actor).eval() for _ in range(2))
+    assert expand_depth(grown, 2) is grown and len(grown.model.layers) == 6 == grown.config.num_hidden_layers
+    assert [layer.self_attn.layer_idx for layer in grown.model.layers] == list(range(6))
+    assert grown.model.layers[2].self_attn.o_proj.weight.abs().sum() == 0  # the copy of layer 1 after it
+    assert torch.equal(grown.model.layers[2].self_attn.q_proj.weight, grown.model.layers[1].self_attn.q_proj.weight)
+    ids = torch.tensor([[5, 40, 41, 17, 9, 77, 3]])
+    with torch.no_grad():
+        assert torch.equal(base(ids).logits, grown(ids).logits)
+    prompts = [TEMPLATE.prompt(p.question) for p in PROBLEMS[:3]]
+    outputs = [[c.token_ids for group in HFBackend(model, AutoTokenizer.from_pretrained(actor), threads=2,
+                                                        engine=engine).generate(prompts, SamplingParams(max_new_tokens=30))
+                for c in group] for model in (base, grown) for engine in ("generate", "slots")]
+    assert all(out == outputs[0] for out in outputs) and len(outputs[0]) == 3
+    with pytest.raises(ValueError, match="equal groups"):
+        expand_depth(AutoModelForCausalLM.from_pretrained(actor), 3)
+    with pytest.raises(ValueError, match="expand_layers"):
+        CriticSFTConfig(expand_layers=-1)
+
+    rows = []
+    rng = random.Random(0)
+    for p in PROBLEMS[:8]:
+        bad = corrupt_solution(p, 1, "calculation", rng)
+        for steps in (p.steps, bad.steps):
+            rows.append({"question": p.question, "steps": list(steps),
+                         "critique": training_form(OracleCritic().critique(p, steps)).render()})
+    config = CriticSFTConfig(init="actor", expand_layers=4, train_steps=3, batch_size=4, verdict_line_steps=0,
+                             verdict_steps=0)
+    summary = train_tiny_critic(config, rows, tmp_path / "deep", actor_checkpoint=actor)
+    assert summary["recipe"]["expand_layers"] == 4
+    trained = AutoModelForCausalLM.from_pretrained(tmp_path / "deep")
+    assert trained.config.num_hidden_layers == 8
+    assert all(trained.model.layers[i].mlp.down_proj.weight.abs().sum() > 0 for i in (1, 3, 5, 7))
+
+
 def test_verdict_drill_lines_are_balanced_and_train_the_computation_and_verdict_only():
     from transformers import AutoTokenizer
 

@@ -33,7 +33,7 @@ from typing import Any
 
 from agents.backends import resolve_model
 from agents.prompts import ChatTemplate, PromptTemplate
-from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
+from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer, expand_depth
 from core.critique import Critique, to_paper_text
 from critics.model_critic import model_lines, model_text
 from critics.paper_format import RowFormatError, from_refinement_row, from_row, read_rows
@@ -59,6 +59,8 @@ class CriticSFTConfig:
     drill_critique_share: float = 0.5  # share of each drill's examples that are whole critiques (keeps the arithmetic)
     number_format: str = "reversed"
     model: TinyModelConfig = field(default_factory=TinyModelConfig)  # shape for init=scratch
+    # a larger critic than its start: this many more layers, each starting as a pass-through copy (expand_depth)
+    expand_layers: int = 0
     train_steps: int = 4500  # whole critiques (0: skip, e.g. to drill a trained critic with init=checkpoint)
     batch_size: int = 32
     learning_rate: float = 1e-3
@@ -73,6 +75,8 @@ class CriticSFTConfig:
             raise ValueError(f"critic init must be 'actor', 'scratch' or 'checkpoint', got {self.init!r}")
         if self.init == "checkpoint" and not self.checkpoint:
             raise ValueError("critic init=checkpoint needs recipe.checkpoint (the model to continue from)")
+        if self.expand_layers < 0:
+            raise ValueError(f"critic expand_layers must be >= 0, got {self.expand_layers}")
         if not 0.0 <= self.drill_critique_share < 1.0:
             raise ValueError(f"drill_critique_share must be in [0, 1), got {self.drill_critique_share}")
 
@@ -114,6 +118,7 @@ def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_d
     else:
         tokenizer = build_tokenizer((e["prompt"] + e["completion"] for e in examples), config.model.vocab_size)
         model = build_tiny_model(config.model, tokenizer, seed=config.seed)
+    expand_depth(model, config.expand_layers)
     recipe = asdict(config) | {"actor_checkpoint": str(actor_checkpoint) if config.init == "actor" else None}
     # the drills sample at random: batched by length, lines would be grouped by verdict (a wrong line carries
     # its explanation), and the verdict would swing from batch to batch instead of being learned
