@@ -36,6 +36,11 @@ def test_the_words_users_say_pick_algorithms_critics_backends_sources_and_recipe
     assert cfg.self_improve.algorithms == ["critique"]
 
 
+def test_a_deeper_critic_is_one_key_of_the_critic_recipe():
+    assert load_config([]).critic_training.recipe.expand_layers == 0
+    assert load_config(["critic_training.recipe.expand_layers=4"]).critic_training.recipe.expand_layers == 4
+
+
 def test_unknown_choice_lists_valid_ones():
     with pytest.raises(ConfigError, match=f"unknown choice 'bad' for critic; valid: {CRITIC_CHOICES}"):
         load_config(["critic=bad"])
