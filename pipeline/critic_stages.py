@@ -102,6 +102,13 @@ def critic_training(run: Run, c: CriticTrainingConfig) -> dict[str, Any]:
         return {"init": "shipped", "checkpoint": str(out), "train_loss": recipe["train_loss"]}
     if c.init not in ("actor", "scratch", "checkpoint", "hf"):
         raise ConfigError(f"critic_training.init must be shipped, actor, scratch, checkpoint or hf, got {c.init!r}")
+    if c.init != "hf":
+        try:
+            recipe = replace(c.recipe, init=c.init,
+                             checkpoint=str(repo_path(c.recipe.checkpoint)) if c.recipe.checkpoint else None)
+        except ValueError as err:
+            raise ConfigError(f"critic_training.recipe: {err}") from err
+        _check_expansion(recipe, run.actor_checkpoint)
     data = run.dir / "critique_data" / "critiques.jsonl"
     provenance = dataset_provenance(data) if data.exists() else None
     if c.init == "hf" and c.hf.only_rows:
@@ -111,11 +118,6 @@ def critic_training(run: Run, c: CriticTrainingConfig) -> dict[str, Any]:
                           "run the critique_data stage first")
     if c.init == "hf":
         return _train_hf_critic(run, c, [] if c.hf.only_rows else read_dataset(data), provenance, out)
-    try:
-        recipe = replace(c.recipe, init=c.init,
-                         checkpoint=str(repo_path(c.recipe.checkpoint)) if c.recipe.checkpoint else None)
-    except ValueError as err:
-        raise ConfigError(f"critic_training.recipe: {err}") from err
     rows = read_dataset(data)
     start = f" from {recipe.checkpoint}" if c.init == "checkpoint" else ""
     if recipe.expand_layers:
@@ -126,6 +128,26 @@ def critic_training(run: Run, c: CriticTrainingConfig) -> dict[str, Any]:
     return {"init": c.init, "checkpoint": str(out), "train_seconds": summary["train_seconds"],
             "train_loss": summary["train_loss"], "examples": summary["examples"],
             "expand_layers": recipe.expand_layers}
+
+
+def _check_expansion(recipe, actor_checkpoint) -> None:
+    """``expand_layers`` must split the starting model's layers into equal groups; its layer count is known only
+    once the start is chosen, so this is checked here, before any data is read, rather than with the config."""
+    if not recipe.expand_layers:
+        return
+    if recipe.init == "scratch":
+        layers, what = recipe.model.num_hidden_layers, "critic_training.recipe.model.num_hidden_layers"
+    else:
+        from transformers import AutoConfig
+
+        start = actor_checkpoint if recipe.init == "actor" else recipe.checkpoint
+        if start is None:
+            return  # train_tiny_critic names the missing start
+        layers, what = AutoConfig.from_pretrained(start).num_hidden_layers, f"the layers of {start}"
+    if layers % recipe.expand_layers:
+        divisors = ", ".join(str(d) for d in range(1, layers + 1) if layers % d == 0)
+        raise ConfigError(f"critic_training.recipe.expand_layers={recipe.expand_layers} must divide {what} "
+                          f"({layers}) into equal groups (one of {divisors})")
 
 
 def _train_hf_critic(run: Run, c: CriticTrainingConfig, rows: list, provenance: dict, out) -> dict[str, Any]:

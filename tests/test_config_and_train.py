@@ -36,9 +36,22 @@ def test_the_words_users_say_pick_algorithms_critics_backends_sources_and_recipe
     assert cfg.self_improve.algorithms == ["critique"]
 
 
-def test_a_deeper_critic_is_one_key_of_the_critic_recipe():
+def test_a_deeper_critic_is_one_key_of_the_critic_recipe(tmp_path, capsys):
     assert load_config([]).critic_training.recipe.expand_layers == 0
     assert load_config(["critic_training.recipe.expand_layers=4"]).critic_training.recipe.expand_layers == 4
+    # a count that does not split the starting model's layers is a config error before any data is read (there is
+    # none in this run folder), naming the key and the counts that would do
+    import train
+
+    for init, layers in (("actor", "the layers of"), ("scratch", "critic_training.recipe.model.num_hidden_layers")):
+        assert train.main(["stages=[critic_training]", f"critic_training.init={init}", "actor.model=checkpoints/tiny-actor",
+                           "critic_training.recipe.expand_layers=3", f"run_dir={tmp_path / init}"]) == 2
+        err = capsys.readouterr().err
+        assert "critic_training.recipe.expand_layers=3 must divide" in err and layers in err
+        assert "(4) into equal groups (one of 1, 2, 4)" in err
+    assert train.main(["stages=[critic_training]", "critic_training.init=actor", "actor.model=checkpoints/tiny-actor",
+                       "critic_training.recipe.expand_layers=2", f"run_dir={tmp_path / 'ok'}"]) == 2
+    assert "no critique data" in capsys.readouterr().err  # a dividing count gets past the check
 
 
 def test_unknown_choice_lists_valid_ones():

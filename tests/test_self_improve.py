@@ -1,7 +1,7 @@
 import json
 import os
-import signal
 import shutil
+import signal
 import threading
 import time
 from dataclasses import replace
