@@ -6,6 +6,13 @@
    solutions (false alarms), 1-3 steps.
 
     python benchmarks/actor_errors.py [--checkpoint checkpoints/tiny-actor] [--problems 800]
+
+With ``--levels``, instead: per level, the greedy accuracy and at which step the wrong solutions first go wrong
+(the oracle critic's first flagged step) and how -- where an actor's solutions of levels beyond its references
+break down:
+
+    python benchmarks/actor_errors.py --checkpoint checkpoints/tiny-actor-easy --levels 4 5 6 7 --problems 200 \
+        --out benchmarks/results/actor_errors_by_level.json
 """
 
 from __future__ import annotations
@@ -40,16 +47,50 @@ def error_kind(feedback: str) -> str:
     return "other"
 
 
+def first_errors(backend: HFBackend, template: PromptTemplate, level: int, problems: int) -> dict:
+    """Greedy solutions of ``problems`` test problems of one level: accuracy, and the first wrong step's index
+    and kind for each wrong one (0: the oracle flags no step, only the answer)."""
+    tasks = SyntheticArithmetic(size=problems, min_steps=level, max_steps=level, split="test", seed=level)[:]
+    actor = Actor(backend, template, SamplingParams(max_new_tokens=240))
+    records = rollout(tasks, actor, NullCritic(), EnvConfig(max_refinements=0), batch_size=64)
+    oracle, steps, kinds = OracleCritic(), Counter(), Counter()
+    for record in records:
+        if not record.correct:
+            critique = oracle.critique(record.problem, record.steps)
+            first = critique.first_error_step
+            steps[first or 0] += 1
+            kinds[error_kind(critique.feedback_for(first)) if first else "other"] += 1
+    return {"problems": len(records), "accuracy": round(sum(r.correct for r in records) / len(records), 3),
+            "first_error_step": {str(k): v for k, v in sorted(steps.items())}, "kinds": dict(kinds.most_common())}
+
+
+def by_level(args, backend: HFBackend, template: PromptTemplate) -> dict:
+    result: dict = {"config": vars(args), "levels": {}}
+    print(f"{'level':<7}{'accuracy':>9}  first wrong step (count)  |  kinds")
+    for level in args.levels:
+        row = result["levels"][str(level)] = first_errors(backend, template, level, args.problems)
+        wrong = sum(row["first_error_step"].values())
+        print(f"{level:<7}{row['accuracy']:>9.3f}  " + ", ".join(f"{k}: {v}" for k, v in row["first_error_step"].items())
+              + "  |  " + ", ".join(f"{k} {v / wrong:.0%}" for k, v in row["kinds"].items()))
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=str(ROOT / "checkpoints" / "tiny-actor"))
     parser.add_argument("--problems", type=int, default=800)
     parser.add_argument("--self-check-problems", type=int, default=40)
+    parser.add_argument("--levels", type=int, nargs="*", default=None,
+                        help="per level (--problems each): accuracy and where the first error falls, instead")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "actor_errors.json"))
     args = parser.parse_args()
 
     backend = HFBackend(args.checkpoint, threads=2)
     template = PromptTemplate(number_format="reversed")
+    if args.levels:
+        atomic_write_json(args.out, by_level(args, backend, template))
+        print(f"wrote {args.out}")
+        return
     oracle = OracleCritic()
     problems = SyntheticArithmetic(size=args.problems, split="test", seed=0)[:]
     result: dict = {"config": vars(args), "errors": {}}

@@ -307,14 +307,27 @@ def test_a_lora_iteration_merges_its_adapter_into_the_weights_the_rollouts_use(t
     assert (tmp_path / "lora" / "iter_1" / "model" / "adapter" / "adapter_config.json").exists()
 
 
-def _benchmark():
-    """benchmarks/self_improvement.py as a module (the benchmarks folder is not a package)."""
+def _benchmark(name: str = "self_improvement"):
+    """A script of benchmarks/ as a module (the benchmarks folder is not a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("bench_si", ROOT / "benchmarks" / "self_improvement.py")
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     return bench
+
+
+def test_the_error_analysis_by_level_places_every_wrong_solutions_first_error():
+    """benchmarks/actor_errors.py --levels: each wrong greedy solution counted once, at a step of its level (0
+    when only the answer is wrong), with a kind; the right ones not at all."""
+    bench = _benchmark("actor_errors")
+    backend = HFBackend(str(ROOT / "checkpoints" / "tiny-actor-easy"), threads=2)
+    row = bench.first_errors(backend, PromptTemplate(number_format="reversed"), level=5, problems=12)
+    wrong = sum(row["first_error_step"].values())
+    assert row["problems"] == 12 and wrong == sum(row["kinds"].values()) == round(12 * (1 - row["accuracy"]))
+    assert wrong >= 6  # the easy actor solves few level-5 problems (0.07 greedy)
+    assert all(0 <= int(step) <= 5 for step in row["first_error_step"])
+    assert set(row["kinds"]) <= {name for name, _ in bench.KINDS} | {"other"}
 
 
 def test_the_self_improvement_benchmark_summarises_bands_and_the_worst_level_change():
