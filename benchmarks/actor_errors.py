@@ -12,7 +12,7 @@ With ``--levels``, instead: per level, the greedy accuracy and at which step the
 break down:
 
     python benchmarks/actor_errors.py --checkpoint checkpoints/tiny-actor-easy --levels 4 5 6 7 --problems 200 \
-        --out benchmarks/results/actor_errors_by_level.json
+        --out benchmarks/results/actor_errors_by_level_start.json
 """
 
 from __future__ import annotations
