@@ -47,6 +47,13 @@ def error_kind(feedback: str) -> str:
     return "other"
 
 
+def first_error(oracle: OracleCritic, record) -> tuple[int, str]:
+    """A wrong solution's first error: the oracle's first flagged step (0: none, only the answer) and its kind."""
+    critique = oracle.critique(record.problem, record.steps)
+    first = critique.first_error_step
+    return first or 0, error_kind(critique.feedback_for(first)) if first else "other"
+
+
 def first_errors(backend: HFBackend, template: PromptTemplate, level: int, problems: int) -> dict:
     """Greedy solutions of ``problems`` test problems of one level: accuracy, and the first wrong step's index
     and kind for each wrong one (0: the oracle flags no step, only the answer)."""
@@ -56,10 +63,9 @@ def first_errors(backend: HFBackend, template: PromptTemplate, level: int, probl
     oracle, steps, kinds = OracleCritic(), Counter(), Counter()
     for record in records:
         if not record.correct:
-            critique = oracle.critique(record.problem, record.steps)
-            first = critique.first_error_step
-            steps[first or 0] += 1
-            kinds[error_kind(critique.feedback_for(first)) if first else "other"] += 1
+            step, kind = first_error(oracle, record)
+            steps[step] += 1
+            kinds[kind] += 1
     return {"problems": len(records), "accuracy": round(sum(r.correct for r in records) / len(records), 3),
             "first_error_step": {str(k): v for k, v in sorted(steps.items())}, "kinds": dict(kinds.most_common())}
 
@@ -98,12 +104,7 @@ def main() -> None:
     for temperature in (0.0, 1.0):
         actor = Actor(backend, template, SamplingParams(max_new_tokens=200, temperature=temperature, seed=0))
         records = rollout(problems, actor, NullCritic(), EnvConfig(max_refinements=0), batch_size=64)
-        kinds: Counter = Counter()
-        for record in records:
-            if not record.correct:
-                critique = oracle.critique(record.problem, record.steps)
-                first = critique.first_error_step
-                kinds[error_kind(critique.feedback_for(first)) if first else "other"] += 1
+        kinds = Counter(first_error(oracle, record)[1] for record in records if not record.correct)
         wrong = sum(kinds.values())
         result["errors"][f"T={temperature}"] = {"wrong": wrong, "of": len(records), "kinds": dict(kinds.most_common())}
         shares = ", ".join(f"{k} {v / wrong:.0%}" for k, v in kinds.most_common())
