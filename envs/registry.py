@@ -36,6 +36,7 @@ class ProblemsConfig:
     max_steps: int = 8
     max_operand: int = 30          # synthetic: largest number in the story
     max_value: int = 499           # synthetic: largest intermediate value
+    distractors: int = 0           # synthetic: up to this many sentences about someone else per question
 
     @property
     def levels(self) -> list[int]:
@@ -58,7 +59,8 @@ class SourceEntry:
 def _synthetic(cfg: ProblemsConfig, split: str, size: int | None, levels: Sequence[int] | None, seed: int) -> list[Problem]:
     size = cfg.size if size is None else size
     make = lambda lo, hi, n, s: SyntheticArithmetic(size=n, min_steps=lo, max_steps=hi, max_operand=cfg.max_operand,  # noqa: E731
-                                                    max_value=cfg.max_value, split=split, seed=s)[:]
+                                                    max_value=cfg.max_value, split=split, seed=s,
+                                                    distractors=cfg.distractors)[:]
     if levels is None:
         return make(cfg.min_steps, cfg.max_steps, size, seed)
     return [p for level in levels for p in make(level, level, size, seed + level)]

@@ -8,6 +8,10 @@ reference solution writes one step per line in the project's step format, ``Step
 
 Train and test splits are disjoint by construction: each problem is assigned to a split by a hash of its text,
 so no seed can put the same question in both.
+
+``distractors=k`` adds up to ``k`` sentences about someone else ("Ben buys 4 coins.") at random places in the
+story: the solution does not change, but the question grows, so a warm-up on few steps can still learn to read
+questions as long as the hard levels' (and an evaluation can test what irrelevant numbers do, as GSM-IC does).
 """
 
 from __future__ import annotations
@@ -172,8 +176,23 @@ class _Story:
             return True
         return False
 
-    def question(self) -> str:
-        return " ".join(self.sentences) + f" How many {self.items} does {self.name} have now?"
+    def question(self, sentences: list[str] | None = None) -> str:
+        return " ".join(sentences or self.sentences) + f" How many {self.items} does {self.name} have now?"
+
+    def with_distractors(self, rng: random.Random, count: int) -> list[str]:
+        """The story's sentences with ``count`` sentences about people of the other gender (so no pronoun of the
+        story can mean them) and other items inserted at random places; the story's own order is kept."""
+        others = [name for name, pronoun in NAMES if pronoun != self.pronoun]
+        people = rng.sample(others, 2)
+        items = rng.choice([item for item in ITEMS if item != self.items])
+        sentences = list(self.sentences)
+        for _ in range(count):
+            who, n = rng.choice(people), rng.randint(1, self.max_operand)
+            sentence = rng.choice([f"{who} has {n} {items}.", f"{who} buys {n} {items}.",
+                                   f"{who} gives away {n} {items}.",
+                                   f"{who} buys {rng.randint(2, 5)} {rng.choice(CONTAINERS)} of {n} {items}."])
+            sentences.insert(rng.randint(0, len(sentences)), sentence)
+        return sentences
 
 
 def _split_of(question: str) -> str:
@@ -193,6 +212,7 @@ class SyntheticArithmetic:
         max_value: int = 499,
         split: str = "train",
         seed: int = 0,
+        distractors: int = 0,
     ):
         if split not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -202,8 +222,11 @@ class SyntheticArithmetic:
             raise ValueError(f"need max_operand >= 2 and max_value >= 2*max_operand, got {max_operand}, {max_value}")
         if size < 0:
             raise ValueError(f"size must be >= 0, got {size}")
+        if distractors < 0:
+            raise ValueError(f"distractors must be >= 0, got {distractors}")
         self.size, self.min_steps, self.max_steps = size, min_steps, max_steps
         self.max_operand, self.max_value, self.split, self.seed = max_operand, max_value, split, seed
+        self.distractors = distractors
         self.name = f"synthetic-{split}"
         self._cached = lru_cache(maxsize=None)(self._generate)
 
@@ -242,18 +265,26 @@ class SyntheticArithmetic:
             if len(story.program) != steps:
                 continue
             question = story.question()
-            if _split_of(question) != self.split:
+            if _split_of(question) != self.split:  # the split of the story itself, whatever is added to it
                 continue
             lines, result = render_steps(story.program)
             answer = format_number(result)
+            metadata: dict = {"program": [op.to_list() for op in story.program]}
+            name = f"synthetic-{self.split}-s{self.seed}-{index}"
+            if self.distractors:  # their own random stream: the story and its split stay those of distractors=0
+                extra = random.Random(f"distractors:{self.seed}:{self.split}:{index}")
+                count = extra.randint(0, self.distractors)
+                question = story.question(story.with_distractors(extra, count))
+                metadata["distractors"] = count
+                name = f"synthetic-{self.split}-s{self.seed}-d{self.distractors}-{index}"
             return Problem(
-                id=f"synthetic-{self.split}-s{self.seed}-{index}",
+                id=name,
                 question=question,
                 answer=answer,
                 steps=tuple(lines) + (answer_line(answer),),
                 difficulty=steps,
                 source="synthetic",
-                metadata={"program": [op.to_list() for op in story.program]},
+                metadata=metadata,
             )
         raise RuntimeError(f"could not generate a {steps}-step problem in range {self.max_operand}/{self.max_value}")
 

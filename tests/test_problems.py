@@ -1,10 +1,13 @@
 import json
 import random
+import re
 
 import pytest
 
 from core.problem import Problem
+from critics import OracleCritic
 from envs import ERROR_KINDS, DatasetFormatError, SyntheticArithmetic, corrupt_solution, load_gsm8k, load_math
+from envs.synthetic import NAMES
 from rewards import answers_equal, check_step, is_answer_line
 
 
@@ -51,7 +54,36 @@ def test_train_and_test_splits_are_disjoint_whatever_the_seeds():
     assert len(test) > 2000 and not train & test
 
 
+def test_distractors_lengthen_the_question_and_change_nothing_else():
+    plain = SyntheticArithmetic(size=300, max_steps=4, split="test", seed=5)
+    noisy = SyntheticArithmetic(size=300, max_steps=4, split="test", seed=5, distractors=4)
+    sentences = lambda text: re.split(r"(?<=[.?]) ", text)  # noqa: E731
+    counts = []
+    for p, q in zip(plain, noisy):  # the same story, split, solution and answer
+        assert (q.steps, q.answer, q.difficulty, q.metadata["program"]) == (p.steps, p.answer, p.difficulty,
+                                                                            p.metadata["program"])
+        added = [s for s in sentences(q.question) if s not in sentences(p.question)]
+        assert [s for s in sentences(q.question) if s not in added] == sentences(p.question)  # order kept
+        assert len(added) == q.metadata["distractors"] <= 4
+        counts.append(len(added))
+        pronoun = "she" if re.search(r"\bShe\b", p.question) else "he" if re.search(r"\bHe\b", p.question) else None
+        for sentence in added:  # about someone else, whom the story's pronoun cannot mean
+            who = sentence.split()[0]
+            assert who not in p.question and dict(NAMES)[who] != pronoun
+    assert set(counts) == {0, 1, 2, 3, 4}
+    assert sum(len(q.question) for q in noisy) > 1.3 * sum(len(p.question) for p in plain)
+    oracle = OracleCritic()  # the reference is still right, and a misread number still a mistake
+    assert all(oracle.critique(q, q.steps).first_error_step is None for q in noisy[:60])
+    wrong = corrupt_solution(noisy[10], 1, "operand", random.Random(0))
+    assert oracle.critique(noisy[10], wrong.steps).first_error_step == 1
+    from envs.registry import ProblemsConfig, build_source  # the config key every stage's problems go through
+
+    assert build_source(ProblemsConfig(max_steps=4, seed=5, distractors=4), split="test", size=300) == noisy[:]
+
+
 def test_bad_knobs_are_refused():
+    with pytest.raises(ValueError, match="distractors"):
+        SyntheticArithmetic(distractors=-1)
     with pytest.raises(ValueError, match="min_steps"):
         SyntheticArithmetic(min_steps=0)
     with pytest.raises(ValueError, match="split"):

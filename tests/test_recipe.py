@@ -44,11 +44,12 @@ def test_short_recipe_trains_saves_and_reloads(tmp_path):
 def test_train_py_runs_the_recipe_and_caches_the_warmup(tmp_path):
     args = [sys.executable, str(ROOT / "train.py"), f"run_dir={tmp_path}", "stages=[warmup,eval_actor]",
             "actor.init=train", "actor.warmup.train_steps=8", "actor.warmup.num_problems=300",
-            "actor.warmup.batch_size=8", "eval.problems_per_level=2", "actor.max_new_tokens=48",
-            "eval.with_critic=false"]
+            "actor.warmup.batch_size=8", "actor.warmup.distractors=3", "eval.problems_per_level=2",
+            "actor.max_new_tokens=48", "eval.with_critic=false"]
     first = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stderr[-2000:]
     assert (tmp_path / "actor" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "actor" / "recipe.json").read_text())["recipe"]["distractors"] == 3
     result = json.loads((tmp_path / "results" / "eval_actor.json").read_text())
     assert set(result["metrics"]["accuracy"]["by_difficulty"]) == {str(d) for d in range(1, 9)}
     assert (tmp_path / "results" / "eval_actor.md").read_text().startswith("**Actor accuracy")
@@ -66,7 +67,10 @@ def test_shipped_checkpoint_matches_the_configured_recipe():
     configured = load_config([]).actor.warmup
     assert isinstance(configured, ActorSFTConfig)
 
-    assert shipped["recipe"] == asdict(configured)
+    # a key the recipe gained after the checkpoint was built must be at the default, which is how it was built
+    added = {k: v for k, v in asdict(ActorSFTConfig()).items() if k not in shipped["recipe"]}
+    assert added == {"distractors": 0}
+    assert shipped["recipe"] | added == asdict(configured)
     assert (SHIPPED_ACTOR / "model.safetensors").stat().st_size < 20 * 2**20
 
 

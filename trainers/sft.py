@@ -51,6 +51,7 @@ class ActorSFTConfig:
     max_steps: int = 8
     max_operand: int = 30
     max_value: int = 499
+    distractors: int = 0  # up to this many sentences about someone else per question (envs/synthetic.py)
     refine_share: float = 0.3
     number_format: str = "reversed"
     model: TinyModelConfig = field(default_factory=TinyModelConfig)
@@ -93,7 +94,7 @@ def build_actor_examples(config: ActorSFTConfig) -> list[dict[str, str]]:
     template = PromptTemplate(number_format=config.number_format)
     problems = SyntheticArithmetic(size=config.num_problems, min_steps=config.min_steps, max_steps=config.max_steps,
                                    max_operand=config.max_operand, max_value=config.max_value, split="train",
-                                   seed=config.seed)
+                                   seed=config.seed, distractors=config.distractors)
     rng = random.Random(config.seed)
     oracle = OracleCritic()
     examples = []
