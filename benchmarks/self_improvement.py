@@ -77,14 +77,16 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
     split = split or si.eval_split
     cached = folder / "results" / (f"final_eval_{per_level}.json" if split == si.eval_split
                                    else f"final_eval_{split}_{per_level}.json")
+    models = {"start": repo_path(si.actor)} | {
+        alg: folder / "self_improve" / alg / f"iter_{si.iterations}" / "model" for alg in algorithms}
     if cached.exists():
         result = json.loads(cached.read_text())
-        if "versus" in result:  # a cache from before the leads were measured is measured again
+        # measured again: a cache of other checkpoints (a run extended by more iterations), or from before the
+        # checkpoints and the leads were recorded
+        if "versus" in result and result.get("models") == {k: str(v) for k, v in models.items()}:
             return result
     problems = problems_for(cfg.problems, "final_heldout", seed, split, size=per_level * len(cfg.problems.levels))
     env = env_settings(cfg, action_unit="solution", max_refinements=0)
-    models = {"start": repo_path(si.actor)} | {
-        alg: folder / "self_improve" / alg / f"iter_{si.iterations}" / "model" for alg in algorithms}
     outcomes = {}
     for name, path in models.items():
         actor = build_actor(replace(cfg.actor, model=None, temperature=0.0, batch_size=128), str(path), seed=seed)
@@ -96,7 +98,8 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
     def paired(a: str, b: str) -> dict:  # b - a, level by level, paired by problem
         return {lv: _paired([outcomes[b][i] - outcomes[a][i] for i in rows]) for lv, rows in by_level.items()}
 
-    result = {"per_level": per_level, "split": split, "accuracy": {}, "change": {}, "versus": {}}
+    result = {"per_level": per_level, "split": split, "models": {k: str(v) for k, v in models.items()},
+              "accuracy": {}, "change": {}, "versus": {}}
     for name, got in outcomes.items():
         result["accuracy"][name] = {lv: round(_mean([got[i] for i in rows]), 4) for lv, rows in by_level.items()}
         if name != "start":

@@ -176,6 +176,31 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
         _run(_improver(_config(sft_steps=3), actor, tmp_path / "killed"), resume=True)
 
 
+def test_a_finished_run_is_extended_by_more_iterations_to_the_numbers_of_a_longer_run(tmp_path):
+    def strip(history):
+        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+    longer = strip(_run(_improver(_config(iterations=3), _actor(), tmp_path / "longer")))
+    assert strip(_run(_improver(_config(iterations=2), _actor(), tmp_path / "run"))) == longer[:3]
+    # a state written before the config gained a key is the same config while that key is at its default
+    state_file = tmp_path / "run" / "iter_2" / "state.json"
+    state = json.loads(state_file.read_text())
+    del state["config"]["problems"]["distractors"], state["config"]["renumber_steps"]
+    state_file.write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="another config"):
+        _run(_improver(_config(iterations=3), _actor(), tmp_path / "run", problems=replace(PROBLEMS, distractors=1)),
+             resume=True)
+    messages = []
+    extended = _improver(_config(iterations=3), _actor(), tmp_path / "run")
+    assert strip([h.to_dict() for h in extended.run(resume=True, log=messages.append)]) == longer
+    assert "resumed after iteration 2" in messages[0] and "iteration 3:" in messages[1]
+    # fewer iterations than were run take up that iteration's state and run nothing
+    shorter = _improver(_config(iterations=1), _actor(), tmp_path / "run")
+    assert strip([h.to_dict() for h in shorter.run(resume=True, log=lambda *_: None)]) == longer[:2]
+    with pytest.raises(ValueError, match="only self_improve.iterations may change"):
+        _run(_improver(_config(iterations=4, sft_steps=3), _actor(), tmp_path / "run"), resume=True)
+
+
 def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes():
     spec = WorkerSpec(str(ACTOR), ActorConfig(), SamplingParams(max_new_tokens=160, seed=0), CRITICS,
                       {"max_refinements": 1}, 16, 1)
@@ -370,6 +395,12 @@ def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
         assert lead[lv] == result["change"]["critique"][lv]  # rft's weights are the start's here
     assert any(c["change"] != 0 for c in lead.values())  # the two models differ somewhere
     assert (tmp_path / "N4-seed0" / "results" / "final_eval_3.json").exists()  # cached: a rerun reads it back
+    assert bench.final_eval(4, 0, ["rft", "critique"], extra, tmp_path, per_level=3) == result
+    # the run extended by an iteration: its new last checkpoints are measured, not the cache of the old ones
+    for alg in ("rft", "critique"):
+        shutil.copytree(ROOT / "checkpoints" / "tiny-actor-easy", model.parents[2] / alg / "iter_2" / "model")
+    longer = bench.final_eval(4, 0, ["rft", "critique"], [extra[1], "self_improve.iterations=2"], tmp_path, per_level=3)
+    assert longer["models"]["rft"].endswith("iter_2/model") and longer["accuracy"]["rft"] == result["accuracy"]["critique"]
     train = bench.final_eval(4, 0, ["rft"], extra, tmp_path, per_level=3, split="train")  # for choosing settings
     assert train["split"] == "train" and (tmp_path / "N4-seed0" / "results" / "final_eval_train_3.json").exists()
 

@@ -408,13 +408,21 @@ class SelfImprover:
         atomic_write_json(folder / "state.json", state)  # written last: its presence marks the iteration complete
 
     def _resume(self) -> int:
-        done = sorted((int(p.name.split("_")[1]), p) for p in self.out_dir.glob("iter_*") if (p / "state.json").exists())
+        """The last finished iteration up to ``iterations`` (0: none), its weights, pass rates, history and kept
+        rows loaded. ``iterations`` alone may differ from the run's: nothing in an iteration depends on how many
+        follow, so a finished run is extended (or an earlier iteration's state taken up) by changing it."""
+        done = sorted((int(p.name.split("_")[1]), p) for p in self.out_dir.glob("iter_*")
+                      if (p / "state.json").exists() and int(p.name.split("_")[1]) <= self.config.iterations)
         if not done:
             return 0
         last, folder = done[-1]
         state = json.loads((folder / "state.json").read_text())
-        if state["config"] != json.loads(json.dumps(self._state_config())):
-            raise ValueError(f"{folder}/state.json was written with another config; resume needs the same one")
+        ignore = lambda config: {k: v for k, v in config.items() if k != "iterations"}  # noqa: E731
+        defaults = {**asdict(SelfImproveConfig()), "problems": asdict(ProblemsConfig())}
+        current = _known_to(state["config"], json.loads(json.dumps(self._state_config())), defaults)
+        if ignore(state["config"]) != ignore(current):
+            raise ValueError(f"{folder}/state.json was written with another config; resume needs the same one "
+                             "(only self_improve.iterations may change)")
         loaded = AutoModelForCausalLM.from_pretrained(folder / "model")
         model, _ = trainable(self.actor.backend)
         model.load_state_dict(loaded.state_dict())
@@ -424,6 +432,20 @@ class SelfImprover:
         if self.config.restart == "base" or self.config.accumulate:  # every row kept so far, for the next fine-tune
             self.kept = [row for n, _ in done for _, row in read_jsonl(self.out_dir / f"iter_{n}" / "kept.jsonl")]
         return last
+
+
+def _known_to(stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``current`` without the keys ``stored`` lacks whose values are their defaults: a key the config gained after
+    a run was written, at its default, is the setting that run had."""
+    out = {}
+    for key, value in current.items():
+        if key not in stored:
+            if key in defaults and value == json.loads(json.dumps(defaults[key])):
+                continue
+        elif isinstance(value, dict) and isinstance(stored[key], dict):
+            value = _known_to(stored[key], value, defaults.get(key) or {})
+        out[key] = value
+    return out
 
 
 def _by_level(problems: Sequence[Problem], counts: Sequence[int]) -> dict[str, float]:
