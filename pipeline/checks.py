@@ -34,6 +34,12 @@ def check_config(cfg: RunConfig) -> list[str]:
             errors.append(f"{key}: {value!r} is not one of {', '.join(TEMPLATES)}")
     if cfg.problems.min_steps > cfg.problems.max_steps:
         errors.append(f"problems.min_steps={cfg.problems.min_steps} > problems.max_steps={cfg.problems.max_steps}")
+    if cfg.problems.distractors < 0:
+        errors.append(f"problems.distractors={cfg.problems.distractors} must be >= 0")
+    elif cfg.problems.distractors and cfg.problems.name in PROBLEM_SOURCES \
+            and not PROBLEM_SOURCES[cfg.problems.name].generated:
+        errors.append(f"problems.distractors adds sentences to generated (synthetic) questions; "
+                      f"problems={cfg.problems.name} reads its rows as they are")
     stages = set(cfg.stages)
     if "warmup" in stages and cfg.actor.refine_tune.problems_per_level:
         if cfg.actor.model:

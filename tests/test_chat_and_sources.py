@@ -217,3 +217,9 @@ def test_a_run_stops_before_its_first_stage_on_a_bad_name_anywhere(tmp_path):
         run_stages(cfg)
     assert "'ppo'" in str(err.value) and "'orcale'" in str(err.value) and not (tmp_path / "stages").exists()
     assert "self_improve.actor: no checkpoint at 'checkpoints/no-such-actor'" in str(err.value)
+    from pipeline.checks import check_config
+
+    assert check_config(load_config(["problems.distractors=2"])) == []
+    assert check_config(load_config(["problems=gsm8k", "problems.distractors=2"])) == [
+        "problems.distractors adds sentences to generated (synthetic) questions; problems=gsm8k reads its rows as they are"]
+    assert check_config(load_config(["problems.distractors=-1"])) == ["problems.distractors=-1 must be >= 0"]
