@@ -44,6 +44,10 @@ def _improver(config, actor, out, algorithm="critique", problems=PROBLEMS, runne
     return cls(config, runner or LocalRolloutRunner(actor, CRITICS), actor, out, problems, algorithm=algorithm)
 
 
+def _timeless(history):
+    return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
+
+
 def _run(trainer, **kw):
     return [h.to_dict() for h in trainer.run(log=lambda *_: None, **kw)]
 
@@ -144,12 +148,9 @@ def test_the_curriculum_draws_levels_up_to_the_frontier_plus_one():
 
 
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
-    def strip(history):
-        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
     actor = _actor()
     straight = _improver(_config(), actor, tmp_path / "straight")
-    expected = strip(_run(straight))
+    expected = _timeless(_run(straight))
     assert [h["iteration"] for h in expected] == [0, 1, 2]
 
     actor = _actor()
@@ -170,18 +171,15 @@ def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     actor = _actor()  # a fresh process: the warm-up weights again
     resumed = _improver(_config(), actor, tmp_path / "killed")
     messages = []
-    assert strip([h.to_dict() for h in resumed.run(resume=True, log=messages.append)]) == expected
+    assert _timeless([h.to_dict() for h in resumed.run(resume=True, log=messages.append)]) == expected
     assert "resumed after iteration 1" in messages[0]
     with pytest.raises(ValueError, match="another config"):
         _run(_improver(_config(sft_steps=3), actor, tmp_path / "killed"), resume=True)
 
 
 def test_a_finished_run_is_extended_by_more_iterations_to_the_numbers_of_a_longer_run(tmp_path):
-    def strip(history):
-        return [{k: v for k, v in h.items() if k != "seconds"} for h in history]
-
-    longer = strip(_run(_improver(_config(iterations=3), _actor(), tmp_path / "longer")))
-    assert strip(_run(_improver(_config(iterations=2), _actor(), tmp_path / "run"))) == longer[:3]
+    longer = _timeless(_run(_improver(_config(iterations=3), _actor(), tmp_path / "longer")))
+    assert _timeless(_run(_improver(_config(iterations=2), _actor(), tmp_path / "run"))) == longer[:3]
     # a state written before the config gained a key is the same config while that key is at its default
     state_file = tmp_path / "run" / "iter_2" / "state.json"
     state = json.loads(state_file.read_text())
@@ -192,11 +190,11 @@ def test_a_finished_run_is_extended_by_more_iterations_to_the_numbers_of_a_longe
              resume=True)
     messages = []
     extended = _improver(_config(iterations=3), _actor(), tmp_path / "run")
-    assert strip([h.to_dict() for h in extended.run(resume=True, log=messages.append)]) == longer
+    assert _timeless([h.to_dict() for h in extended.run(resume=True, log=messages.append)]) == longer
     assert "resumed after iteration 2" in messages[0] and "iteration 3:" in messages[1]
     # fewer iterations than were run take up that iteration's state and run nothing
     shorter = _improver(_config(iterations=1), _actor(), tmp_path / "run")
-    assert strip([h.to_dict() for h in shorter.run(resume=True, log=lambda *_: None)]) == longer[:2]
+    assert _timeless([h.to_dict() for h in shorter.run(resume=True, log=lambda *_: None)]) == longer[:2]
     with pytest.raises(ValueError, match="only self_improve.iterations may change"):
         _run(_improver(_config(iterations=4, sft_steps=3), _actor(), tmp_path / "run"), resume=True)
 
