@@ -147,6 +147,29 @@ def test_the_curriculum_draws_levels_up_to_the_frontier_plus_one():
         _config(curriculum_threshold=0)
 
 
+def test_keep_arithmetic_drops_the_right_answers_reached_by_wrong_steps(tmp_path):
+    """Beyond its references the actor often reaches the right number through wrong steps (1*11=15, 1-17=2, ...,
+    Answer: 1); ``keep=arithmetic`` drops those from the kept rows and nothing else, on the same rollouts."""
+    from rewards.steps import check_step
+    from trainers.self_improve import KEEP_RULES
+
+    assert KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 4*21=84", "Answer: 84"])
+    assert not KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 1*11=15", "Answer: 15"])
+    assert KEEP_RULES["answer"](["Step 1: 1*11=15", "Answer: 15"])
+    level5 = ProblemsConfig(min_steps=5, max_steps=5)
+    kept = {}
+    for rule in ("answer", "arithmetic"):
+        actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
+                      PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
+        config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
+        _run(_improver(config, actor, tmp_path / rule, algorithm="rft", problems=level5))
+        kept[rule] = [json.loads(line) for line in (tmp_path / rule / "iter_1" / "kept.jsonl").read_text().splitlines()]
+    sound = [row for row in kept["answer"] if all(check_step(step).ok for step in row["steps"])]
+    assert kept["arithmetic"] == sound and len(sound) < len(kept["answer"])
+    with pytest.raises(ValueError, match="self_improve.keep"):
+        _config(keep="critic")
+
+
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):
     actor = _actor()
     straight = _improver(_config(), actor, tmp_path / "straight")

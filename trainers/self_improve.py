@@ -48,6 +48,7 @@ from core.protocols import IterationSummary, RolloutRunner
 from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
 from rewards.answer import renumber_steps
+from rewards.steps import check_step
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 from trainers.sft import recipe_examples, refinement_example, sft_train, with_lora
 
@@ -85,6 +86,13 @@ class PPOSettings:
                 raise ValueError(f"self_improve.ppo.{key} must be >= 1, got {getattr(self, key)}")
 
 
+# which solutions with a right final answer are kept for training (``SelfImproveConfig.keep``)
+KEEP_RULES: dict[str, Callable[[Sequence[str]], bool]] = {
+    "answer": lambda steps: True,
+    "arithmetic": lambda steps: all(check_step(step).ok for step in steps),
+}
+
+
 @dataclass
 class SelfImproveConfig:
     """The ``self_improve:`` config: every algorithm in ``algorithms`` runs from the same warm-up actor on the
@@ -106,6 +114,8 @@ class SelfImproveConfig:
     replay: int = 2048                # warm-up reference examples mixed into every fine-tune (the actor's recipe.json)
     refine_examples: bool = True      # critique: verified refinements also become refinement examples
     renumber_steps: bool = False      # kept solutions' step labels rewritten 1, 2, ... (rewards.answer.renumber_steps)
+    keep: str = "answer"              # answer: a right final answer keeps a solution | arithmetic: and every step's
+    # calculation is right (the step checker, no reference needed): a right answer reached by wrong steps is dropped
     temperature: float = 1.0
     sft_steps: int = 180              # per iteration (``epochs`` set: derived from the examples instead)
     epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
@@ -136,6 +146,8 @@ class SelfImproveConfig:
             raise ValueError(f"curriculum_threshold must be in (0, 1], got {self.curriculum_threshold}")
         if self.curriculum_window is not None and self.curriculum_window < 1:
             raise ValueError(f"curriculum_window must be >= 1 or null, got {self.curriculum_window}")
+        if self.keep not in KEEP_RULES:
+            raise ValueError(f"self_improve.keep must be one of {', '.join(KEEP_RULES)}, got {self.keep!r}")
         if self.eval_split not in ("test", "train"):
             raise ValueError(f"eval_split must be 'test' or 'train', got {self.eval_split!r}")
 
@@ -264,13 +276,14 @@ class SelfImprover:
         self._report(f"iter_{i}/explore", drawn + refined)
 
         # 4. keep verified-correct, distinct solutions (and, from refinements, refinement examples)
+        keeps = KEEP_RULES[c.keep]
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         refines: dict[tuple[str, tuple[str, ...]], EpisodeRecord] = {}
         for r in drawn:
-            if r.first_correct:
+            if r.first_correct and keeps(r.first_steps):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
         for r in refined:
-            if r.correct:
+            if r.correct and keeps(r.steps):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
                 refines.setdefault((r.problem.metadata["replica_of"], tuple(r.steps)), r)
         by_id = {p.id: p for p in problems}
