@@ -4,7 +4,7 @@ import shutil
 import signal
 import threading
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
@@ -157,15 +157,23 @@ def test_keep_arithmetic_drops_the_right_answers_reached_by_wrong_steps(tmp_path
     assert not KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 1*11=15", "Answer: 15"])
     assert KEEP_RULES["answer"](["Step 1: 1*11=15", "Answer: 15"])
     level5 = ProblemsConfig(min_steps=5, max_steps=5)
-    kept = {}
+    kept, bench = {}, _benchmark("kept_solutions")
     for rule in ("answer", "arithmetic"):
         actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
                       PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
         config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
-        _run(_improver(config, actor, tmp_path / rule, algorithm="rft", problems=level5))
-        kept[rule] = [json.loads(line) for line in (tmp_path / rule / "iter_1" / "kept.jsonl").read_text().splitlines()]
+        out = tmp_path / rule / "self_improve" / "rft"  # a pipeline run's layout, for the benchmark below
+        _run(_improver(config, actor, out, algorithm="rft", problems=level5))
+        kept[rule] = [json.loads(line) for line in (out / "iter_1" / "kept.jsonl").read_text().splitlines()]
+        (tmp_path / rule / "config.json").write_text(json.dumps({
+            "seed": 0, "problems": asdict(level5), "self_improve": asdict(config)}))
     sound = [row for row in kept["answer"] if all(check_step(step).ok for step in row["steps"])]
     assert kept["arithmetic"] == sound and len(sound) < len(kept["answer"])
+    # benchmarks/kept_solutions.py finds each kept row's problem again and counts the sound ones by level
+    counts = bench.measure(tmp_path / "answer")["rft"]["5"]
+    assert counts["kept"] == len(kept["answer"]) and counts["arithmetic_ok"] == len(sound)
+    assert 0 < counts["every_step_right"] <= counts["arithmetic_ok"]
+    assert bench.measure(tmp_path / "arithmetic")["rft"]["5"]["arithmetic_ok"] == len(sound)
     with pytest.raises(ValueError, match="self_improve.keep"):
         _config(keep="critic")
 
