@@ -24,12 +24,7 @@ sys.path.insert(0, str(ROOT))
 from critics import OracleCritic  # noqa: E402
 from envs.registry import ProblemsConfig, problems_for  # noqa: E402
 from storage import atomic_write_json, read_jsonl  # noqa: E402
-from trainers.self_improve import KEEP_RULES  # noqa: E402
-
-
-def iterations(folder: Path) -> list[tuple[int, Path]]:
-    done = [(int(p.name.split("_")[1]), p) for p in folder.glob("iter_*") if (p / "state.json").exists()]
-    return sorted(done)
+from trainers.self_improve import KEEP_RULES, finished_iterations  # noqa: E402
 
 
 def drawn_problems(config: dict, iteration: int, levels: list[int]) -> dict:
@@ -49,7 +44,7 @@ def measure(run: Path) -> dict:
     oracle, arithmetic = OracleCritic(), KEEP_RULES["arithmetic"]
     out: dict = {}
     for folder in sorted(p for p in (run / "self_improve").iterdir() if p.is_dir()):
-        done = iterations(folder)
+        done = finished_iterations(folder)
         if not done:
             continue
         history = {h["iteration"]: h for h in json.loads((done[-1][1] / "state.json").read_text())["history"]}

@@ -424,8 +424,7 @@ class SelfImprover:
         """The last finished iteration up to ``iterations`` (0: none), its weights, pass rates, history and kept
         rows loaded. ``iterations`` alone may differ from the run's: nothing in an iteration depends on how many
         follow, so a finished run is extended (or an earlier iteration's state taken up) by changing it."""
-        done = sorted((int(p.name.split("_")[1]), p) for p in self.out_dir.glob("iter_*")
-                      if (p / "state.json").exists() and int(p.name.split("_")[1]) <= self.config.iterations)
+        done = [(n, p) for n, p in finished_iterations(self.out_dir) if n <= self.config.iterations]
         if not done:
             return 0
         last, folder = done[-1]
@@ -445,6 +444,11 @@ class SelfImprover:
         if self.config.restart == "base" or self.config.accumulate:  # every row kept so far, for the next fine-tune
             self.kept = [row for n, _ in done for _, row in read_jsonl(self.out_dir / f"iter_{n}" / "kept.jsonl")]
         return last
+
+
+def finished_iterations(out_dir: Path) -> list[tuple[int, Path]]:
+    """``(iteration, folder)`` of every iteration of an algorithm's run that finished (its state.json written)."""
+    return sorted((int(p.name.split("_")[1]), p) for p in Path(out_dir).glob("iter_*") if (p / "state.json").exists())
 
 
 def _known_to(stored: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
