@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from critics import OracleCritic  # noqa: E402
 from envs.registry import ProblemsConfig, problems_for  # noqa: E402
 from storage import atomic_write_json, read_jsonl  # noqa: E402
-from trainers.self_improve import KEEP_RULES, finished_iterations  # noqa: E402
+from trainers.self_improve import finished_iterations, keep_rule  # noqa: E402
 
 
 def drawn_problems(config: dict, iteration: int, levels: list[int]) -> dict:
@@ -41,7 +41,7 @@ def drawn_problems(config: dict, iteration: int, levels: list[int]) -> dict:
 
 def measure(run: Path) -> dict:
     config = json.loads((run / "config.json").read_text())
-    oracle, arithmetic = OracleCritic(), KEEP_RULES["arithmetic"]
+    oracle, arithmetic = OracleCritic(), keep_rule("arithmetic")
     out: dict = {}
     for folder in sorted(p for p in (run / "self_improve").iterdir() if p.is_dir()):
         done = finished_iterations(folder)
@@ -59,7 +59,7 @@ def measure(run: Path) -> dict:
                 c = counts[problem.difficulty]
                 c["kept"] += 1
                 c["every_step_right"] += oracle.critique(problem, row["steps"]).first_error_step is None
-                c["arithmetic_ok"] += arithmetic(row["steps"])
+                c["arithmetic_ok"] += arithmetic(row["steps"], None)
         out[folder.name] = {str(level): dict(c) for level, c in sorted(counts.items())}
     return out
 

@@ -153,9 +153,9 @@ def test_keep_arithmetic_drops_the_right_answers_reached_by_wrong_steps(tmp_path
     from rewards.steps import check_step
     from trainers.self_improve import KEEP_RULES
 
-    assert KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 4*21=84", "Answer: 84"])
-    assert not KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 1*11=15", "Answer: 15"])
-    assert KEEP_RULES["answer"](["Step 1: 1*11=15", "Answer: 15"])
+    assert KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 4*21=84", "Answer: 84"], None)
+    assert not KEEP_RULES["arithmetic"](["Step 1: 5/5=1", "Step 2: 1*11=15", "Answer: 15"], None)
+    assert KEEP_RULES["answer"](["Step 1: 1*11=15", "Answer: 15"], None)
     level5 = ProblemsConfig(min_steps=5, max_steps=5)
     kept, bench = {}, _benchmark("kept_solutions")
     for rule in ("answer", "arithmetic"):
@@ -174,8 +174,36 @@ def test_keep_arithmetic_drops_the_right_answers_reached_by_wrong_steps(tmp_path
     assert counts["kept"] == len(kept["answer"]) and counts["arithmetic_ok"] == len(sound)
     assert 0 < counts["every_step_right"] <= counts["arithmetic_ok"]
     assert bench.measure(tmp_path / "arithmetic")["rft"]["5"]["arithmetic_ok"] == len(sound)
-    with pytest.raises(ValueError, match="self_improve.keep"):
-        _config(keep="critic")
+    for bad in ("critics", "arithmetic+", "oracle+critic"):
+        with pytest.raises(ValueError, match="self_improve.keep"):
+            _config(keep=bad)
+
+
+def test_keep_critic_drops_the_solutions_the_critic_in_the_loop_flags(tmp_path):
+    """``keep=critic``: the critique loop keeps a right-answer solution only if its critic passed that very
+    solution (a sample's first critique, a refinement's last). With the oracle in the loop, whose verdict is
+    "every step right", the kept rows are exactly the sound ones among what ``keep=answer`` keeps, on the same
+    rollouts. RFT has no critic in its loop, so the rule passes its solutions; rules join with "+"."""
+    from critics import OracleCritic
+    from trainers.self_improve import keep_rule
+
+    flawed = ["Step 1: 1*11=15", "Answer: 15"]
+    assert keep_rule("critic")(flawed, None) and not keep_rule("arithmetic+critic")(flawed, None)
+    level5 = ProblemsConfig(min_steps=5, max_steps=5)
+    kept = {}
+    for rule in ("answer", "critic"):
+        actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
+                      PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
+        config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
+        out = tmp_path / rule
+        _run(_improver(config, actor, out, algorithm="critique", problems=level5))
+        kept[rule] = [json.loads(line) for line in (out / "iter_1" / "kept.jsonl").read_text().splitlines()]
+    problems = {p.id: p for p in SelfImprover(_config(problems_per_iteration=48), None, None, tmp_path, level5)
+                ._problems(1)}
+    oracle = OracleCritic()
+    sound = [row for row in kept["answer"] if oracle.critique(problems[row["id"]], row["steps"]).is_correct]
+    assert kept["critic"] == sound and 0 < len(sound) < len(kept["answer"])
+    assert {row["kind"] for row in sound} == {"solve", "refine"}
 
 
 def test_a_killed_run_resumes_to_the_same_numbers(tmp_path):

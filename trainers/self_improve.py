@@ -42,6 +42,7 @@ from transformers import AutoModelForCausalLM
 
 from agents.actor import Actor
 from agents.backends import trainable
+from core.critique import Critique
 from core.episode import EpisodeRecord
 from core.problem import Problem, replicate
 from core.protocols import IterationSummary, RolloutRunner
@@ -52,7 +53,7 @@ from rewards.steps import check_step
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 from trainers.sft import recipe_examples, refinement_example, sft_train, with_lora
 
-__all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "PassRates"]
+__all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "keep_rule", "PassRates"]
 
 
 @dataclass
@@ -86,11 +87,25 @@ class PPOSettings:
                 raise ValueError(f"self_improve.ppo.{key} must be >= 1, got {getattr(self, key)}")
 
 
-# which solutions with a right final answer are kept for training (``SelfImproveConfig.keep``)
-KEEP_RULES: dict[str, Callable[[Sequence[str]], bool]] = {
-    "answer": lambda steps: True,
-    "arithmetic": lambda steps: all(check_step(step).ok for step in steps),
+# which solutions with a right final answer are kept for training (``SelfImproveConfig.keep`` names one, or several
+# joined by "+", all of which must pass): each rule reads the solution's steps and the critique the loop's critic
+# gave that very solution (None where the algorithm has no critic in its loop, as RFT: the rule then passes it)
+KEEP_RULES: dict[str, Callable[[Sequence[str], Critique | None], bool]] = {
+    "answer": lambda steps, critique: True,
+    "arithmetic": lambda steps, critique: all(check_step(step).ok for step in steps),
+    "critic": lambda steps, critique: critique is None or critique.is_correct,
 }
+
+
+def keep_rule(name: str) -> Callable[[Sequence[str], Critique | None], bool]:
+    """The ``keep`` setting as one predicate: every rule it names (``arithmetic+critic``) must pass."""
+    rules = name.split("+")
+    unknown = [r for r in rules if r not in KEEP_RULES]
+    if unknown or not name:
+        raise ValueError(f"self_improve.keep must be one of {', '.join(KEEP_RULES)} or several joined by '+' "
+                         f"(arithmetic+critic), got {name!r}")
+    chosen = [KEEP_RULES[r] for r in rules]
+    return lambda steps, critique: all(rule(steps, critique) for rule in chosen)
 
 
 @dataclass
@@ -116,6 +131,7 @@ class SelfImproveConfig:
     renumber_steps: bool = False      # kept solutions' step labels rewritten 1, 2, ... (rewards.answer.renumber_steps)
     keep: str = "answer"              # answer: a right final answer keeps a solution | arithmetic: and every step's
     # calculation is right (the step checker, no reference needed): a right answer reached by wrong steps is dropped
+    # | critic: and the critic in the loop passed that solution (critique only; RFT has no critic) | a+b: both
     temperature: float = 1.0
     sft_steps: int = 180              # per iteration (``epochs`` set: derived from the examples instead)
     epochs: float | None = None       # passes over the iteration's examples (the paper: 1)
@@ -146,8 +162,7 @@ class SelfImproveConfig:
             raise ValueError(f"curriculum_threshold must be in (0, 1], got {self.curriculum_threshold}")
         if self.curriculum_window is not None and self.curriculum_window < 1:
             raise ValueError(f"curriculum_window must be >= 1 or null, got {self.curriculum_window}")
-        if self.keep not in KEEP_RULES:
-            raise ValueError(f"self_improve.keep must be one of {', '.join(KEEP_RULES)}, got {self.keep!r}")
+        keep_rule(self.keep)
         if self.eval_split not in ("test", "train"):
             raise ValueError(f"eval_split must be 'test' or 'train', got {self.eval_split!r}")
 
@@ -276,14 +291,15 @@ class SelfImprover:
         self._report(f"iter_{i}/explore", drawn + refined)
 
         # 4. keep verified-correct, distinct solutions (and, from refinements, refinement examples)
-        keeps = KEEP_RULES[c.keep]
+        keeps = keep_rule(c.keep)
+        verdict = (lambda attempt: attempt.critique) if critique else (lambda attempt: None)
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         refines: dict[tuple[str, tuple[str, ...]], EpisodeRecord] = {}
-        for r in drawn:
-            if r.first_correct and keeps(r.first_steps):
+        for r in drawn:  # the critique of a sample is its first attempt's; of a refinement, its last attempt's
+            if r.first_correct and keeps(r.first_steps, verdict(r.attempts[0]) if r.attempts else None):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
         for r in refined:
-            if r.correct and keeps(r.steps):
+            if r.correct and keeps(r.steps, verdict(r.attempts[-1])):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
                 refines.setdefault((r.problem.metadata["replica_of"], tuple(r.steps)), r)
         by_id = {p.id: p for p in problems}
