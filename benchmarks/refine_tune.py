@@ -8,6 +8,9 @@ level on the held-out split, and critique -> refine on levels 7-8 (100 problems 
 stage in its own run folder, so a finished one is read back and an interrupted benchmark continues.
 
     python benchmarks/refine_tune.py        # benchmarks/results/refine_tune.{json,md}; 34 minutes on 2 cores
+    python benchmarks/refine_tune.py --critic runs/lever_deep/critic --arms refine_tuned --name refine_tune_deep_critic
+
+``--critic`` pairs the arms with another critique model (a checkpoint folder), ``--arms`` measures some of them.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ from pipeline import load_config, run_stages  # noqa: E402
 from storage import atomic_write_json, atomic_write_text  # noqa: E402
 
 ARMS = {"shipped": None, "refine_tuned": [], "control": ["actor.refine_tune.own_errors=false"]}
-CRITIC = "critic.model=checkpoints/tiny-critic"
 HARD = ["test_time.levels=[7,8]", "test_time.problems_per_level=100",
         "test_time.critics=[none,model_likelihood,model,oracle]", "test_time.k_max=1", "test_time.budget_k_max=1",
         "test_time.ks=[1]", "test_time.hard_levels=[7,8]"]
@@ -66,14 +68,14 @@ def refine_rows(metrics: dict) -> dict:
     return out
 
 
-def measure(arm: str, actor: str, out: Path) -> dict:
+def measure(arm: str, actor: str, out: Path, critic: str) -> dict:
     given = [f"actor.model={actor}"]
     levels = stage(out / arm / "eval_actor", "eval_actor",
                    ["recipe=paper_tiny", "stages=[eval_actor]", "eval.with_critic=false", *given])
     result = {"by_level": levels["accuracy"]["by_difficulty"]}
     for split, extra in SPLITS.items():
         metrics = stage(out / arm / f"test_time_{split}", "eval_test_time",
-                        ["stages=[eval_test_time]", CRITIC, *given, *HARD, *extra])
+                        ["stages=[eval_test_time]", f"critic.model={critic}", *given, *HARD, *extra])
         result[split] = refine_rows(metrics)
     return result
 
@@ -100,16 +102,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_refine_tune")
     parser.add_argument("--problems-per-level", type=int, default=750, help="actor.refine_tune.problems_per_level")
     parser.add_argument("--name", default="refine_tune")
+    parser.add_argument("--critic", default="checkpoints/tiny-critic", help="the critique model every arm is paired with")
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
     args = parser.parse_args(argv)
     started, results, tuning = time.perf_counter(), {}, {}
-    for arm, extra in ARMS.items():
-        actor, summary = actor_of(arm, extra, args.out, args.problems_per_level)
+    for arm in args.arms:
+        actor, summary = actor_of(arm, ARMS[arm], args.out, args.problems_per_level)
         if summary is not None:
             tuning[arm] = summary
-        results[arm] = measure(arm, actor, args.out)
+        results[arm] = measure(arm, actor, args.out, args.critic)
         print(f"[refine_tune] {arm}: {json.dumps(results[arm]['test'])}")
     table = markdown(results)
-    report = {"results": results, "refine_tune": tuning, "problems_per_level": args.problems_per_level,
+    report = {"results": results, "refine_tune": tuning, "problems_per_level": args.problems_per_level, "critic": args.critic,
+          "command": "python benchmarks/refine_tune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "seconds": round(time.perf_counter() - started, 1)}
     target = ROOT / "benchmarks" / "results"
     atomic_write_json(target / f"{args.name}.json", report)
