@@ -34,6 +34,7 @@ from dataclasses import asdict, replace  # noqa: E402
 from agents.actor import build_actor  # noqa: E402
 from critics import NullCritic  # noqa: E402
 from envs.registry import problems_for  # noqa: E402
+from evaluation.metrics import paired_change  # noqa: E402
 from pipeline import load_config, run_stages  # noqa: E402
 from pipeline.checkpoints import repo_path  # noqa: E402
 from pipeline.context import env_settings  # noqa: E402
@@ -96,7 +97,7 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
     by_level = {lv: [i for i, at in enumerate(levels) if at == lv] for lv in sorted(set(levels), key=int)}
 
     def paired(a: str, b: str) -> dict:  # b - a, level by level, paired by problem
-        return {lv: _paired([outcomes[b][i] - outcomes[a][i] for i in rows]) for lv, rows in by_level.items()}
+        return {lv: paired_change([outcomes[b][i] - outcomes[a][i] for i in rows]) for lv, rows in by_level.items()}
 
     result = {"per_level": per_level, "split": split, "models": {k: str(v) for k, v in models.items()},
               "accuracy": {}, "change": {}, "versus": {}}
@@ -113,14 +114,6 @@ def final_eval(n: int, seed: int, algorithms: list[str], extra: list[str], out: 
 
 def _mean(values: list[int]) -> float:
     return sum(values) / len(values) if values else float("nan")
-
-
-def _paired(diffs: list[int]) -> dict:
-    """The mean of per-problem differences (final - start, each -1, 0 or 1) and its 95 % half-width."""
-    mean = _mean(diffs)
-    var = sum((d - mean) ** 2 for d in diffs) / max(1, len(diffs) - 1)
-    return {"change": round(mean, 4), "ci95": round(1.96 * (var / len(diffs)) ** 0.5, 4),
-            "gained": sum(d > 0 for d in diffs), "lost": sum(d < 0 for d in diffs), "n": len(diffs)}
 
 
 BANDS = ("warmup_levels", "next", "above", "hardest")  # the warm-up's levels, the next one, all above, the top two

@@ -107,12 +107,16 @@ def test_time_tables(metrics: dict, labels: dict[str, str], ks: list[int], round
                 m["keep_first"]["by_round"][f"R={rounds}"]
     refine_md = format_table(rows, levels, title="Critique -> refine: accuracy by difficulty (greedy actor; "
                                                  f"refinements at temperature {metrics['refine_temperature']:g})")
-    fix_lines = ["| critic | " + " | ".join(f"fixed / broken, round {r}" for r in range(1, rounds + 1)) + " |",
-                 "|" + "---|" * (rounds + 1)]
+    fix_lines = ["| critic | " + " | ".join(f"fixed / broken, round {r}" for r in range(1, rounds + 1))
+                 + f" | change after round {rounds}, ± 95 % (paired by problem) | the same, first attempt kept |",
+                 "|" + "---|" * (rounds + 3)]
+    change = lambda c: f"{c['change']:+.3f} ± {c['ci95']:.3f}" if c else "–"  # noqa: E731
     for name, m in metrics["refine"].items():
         if name != "none":
+            last = f"R={rounds}"  # runs from before the change was recorded have none
             fix_lines.append(f"| {labels[name]} | " + " | ".join(
-                f"{m['fixed'][f'R={r}']} / {m['broken'][f'R={r}']}" for r in range(1, rounds + 1)) + " |")
+                f"{m['fixed'][f'R={r}']} / {m['broken'][f'R={r}']}" for r in range(1, rounds + 1))
+                + f" | {change(m.get('change', {}).get(last))} | {change(m['keep_first'].get('change', {}).get(last))} |")
     scale_head = "| method | " + " | ".join(f"k={k}" for k in ks) + " |"
     scale = ["**Parallel scaling: accuracy (all levels) by number of samples k**", "", scale_head,
              "|" + "---|" * (len(ks) + 1)]

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from core.episode import EpisodeRecord
+from evaluation.metrics import paired_change
 from evaluation.voting import Sample, choose
 
 __all__ = ["RoundOutcome", "keep_first", "rounds_of", "refinement_summary", "samples_of", "scaling_curves", "budget_matched"]
@@ -64,10 +65,13 @@ def refinement_summary(records: Sequence[EpisodeRecord], max_rounds: int) -> dic
     fixes = [0] * (max_rounds + 1)
     breaks = [0] * (max_rounds + 1)
     tokens = [0] * (max_rounds + 1)
+    diffs: dict[str, list[list[int]]] = {"refine": [], "keep_first": []}  # per problem, each round less round 0
     for record in records:
         rounds = rounds_of(record, max_rounds)
         by_level[str(record.problem.difficulty)].append([o.correct for o in rounds])
         kept_by_level[str(record.problem.difficulty)].append([o.correct for o in keep_first(rounds)])
+        for key, outcomes in (("refine", rounds), ("keep_first", keep_first(rounds))):
+            diffs[key].append([int(o.correct) - int(rounds[0].correct) for o in outcomes])
         for r in range(1, max_rounds + 1):
             fixes[r] += (not rounds[r - 1].correct) and rounds[r].correct
             breaks[r] += rounds[r - 1].correct and not rounds[r].correct
@@ -76,10 +80,13 @@ def refinement_summary(records: Sequence[EpisodeRecord], max_rounds: int) -> dic
     n = len(records)
     table, overall = _by_round(by_level, max_rounds)
     kept_table, kept_overall = _by_round(kept_by_level, max_rounds)
+    change = {key: {f"R={r}": paired_change([d[r] for d in values]) for r in range(1, max_rounds + 1)}
+              for key, values in diffs.items()}
     return {
         "by_round": table,
         "overall": overall,
-        "keep_first": {"by_round": kept_table, "overall": kept_overall},
+        "change": change["refine"],  # each round's accuracy less the actor's alone, paired by problem, 95 % interval
+        "keep_first": {"by_round": kept_table, "overall": kept_overall, "change": change["keep_first"]},
         "fixed": {f"R={r}": fixes[r] for r in range(1, max_rounds + 1)},
         "broken": {f"R={r}": breaks[r] for r in range(1, max_rounds + 1)},
         "mean_tokens": {f"R={r}": round(tokens[r] / n, 1) if n else None for r in range(max_rounds + 1)},

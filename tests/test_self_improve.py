@@ -434,7 +434,7 @@ def test_the_benchmarks_final_evaluation_pairs_each_level_by_problem(tmp_path):
     """The start and a last checkpoint measured on the same fresh problems: the same weights change no level and
     their interval is empty; a per-problem difference's interval is the normal one."""
     bench = _benchmark()
-    paired = bench._paired([1, -1, 0, 0, -1])
+    paired = bench.paired_change([1, -1, 0, 0, -1])
     assert paired["change"] == pytest.approx(-0.2) and paired["ci95"] == pytest.approx(1.96 * (0.7 / 5) ** 0.5, abs=1e-4)
     assert (paired["gained"], paired["lost"], paired["n"]) == (1, 2, 5)
 

@@ -57,6 +57,9 @@ def test_fix_and_break_accounting():
     assert s["fixed"] == {"R=1": 1, "R=2": 0} and s["broken"] == {"R=1": 1, "R=2": 0}
     assert s["overall"]["R=0"]["correct"] == 2 and s["overall"]["R=1"]["correct"] == 2
     assert s["by_round"]["R=1"]["3"]["n"] == 4
+    # the change against the actor alone is paired by problem: one fixed, one broken, over four problems
+    assert s["change"]["R=1"] == {"change": 0.0, "ci95": round(1.96 * (2 / 3 / 4) ** 0.5, 4), "gained": 1, "lost": 1,
+                                  "n": 4}
     # a likelihood-gated critic's scored tokens are kept apart from the generated ones
     scored = Critique(FLAG.steps, extras={"tokens": 4, "scored_tokens": 9})
     gated = record(p, [(wrong(p), scored), (p.steps, PASS)])
@@ -77,6 +80,8 @@ def test_keep_first_answers_with_the_original_unless_the_critic_accepts_a_refine
     s = refinement_summary([fixed, false_alarm, accepted_break], max_rounds=1)
     assert s["overall"]["R=1"]["correct"] == 1 and s["keep_first"]["overall"]["R=1"]["correct"] == 2
     assert s["keep_first"]["overall"]["R=0"] == s["overall"]["R=0"]
+    assert (s["change"]["R=1"]["gained"], s["change"]["R=1"]["lost"]) == (1, 2)
+    assert (s["keep_first"]["change"]["R=1"]["gained"], s["keep_first"]["change"]["R=1"]["lost"]) == (1, 1)
 
 
 def test_samples_from_replicated_problems_and_curves():
