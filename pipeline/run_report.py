@@ -83,8 +83,10 @@ def findings(results: dict[str, dict[str, Any]], labels: dict[str, str] | None =
         for name, r in refine.items():
             if name != "none":
                 last = max(r["overall"], key=lambda k: int(k.split("=")[1]))
+                change = r.get("change", {}).get(last)  # paired by problem; absent for 0 rounds and older runs
                 parts.append(f"{labels.get(name, name)} {_pct(r['overall'][last]['accuracy'])} "
-                             f"({last.replace('R=', '')} round(s))")
+                             f"({last.replace('R=', '')} round(s)"
+                             + (f"; {100 * change['change']:+.1f} ± {100 * change['ci95']:.1f} points)" if change else ")"))
         if parts:
             out.append(f"At test time, critique -> refine (all levels): the actor alone {_pct(alone)}; with "
                        + ", ".join(parts) + ".")

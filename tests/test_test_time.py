@@ -154,5 +154,9 @@ def test_eval_test_time_stage_writes_tables_plots_and_wandb(tmp_path):
     assert (tmp_path / "results" / "accuracy_vs_k.png").stat().st_size > 1000
     md = (tmp_path / "results" / "eval_test_time.md").read_text()
     assert "Critique -> refine" in md and "1 round(s), first attempt kept unless a refinement is accepted" in md
+    change = result["metrics"]["refine"]["oracle"]["change"]["R=1"]  # against the actor alone, paired by problem
+    assert change["n"] == 4 and change["lost"] == 0  # the oracle breaks no right answer
+    assert f"| {change['change']:+.3f} ± {change['ci95']:.3f} |" in md
+    assert f"{100 * change['change']:+.1f} ± {100 * change['ci95']:.1f} points" in (tmp_path / "report.md").read_text()
     runs = list((tmp_path / "wandb").glob("offline-run-*"))  # one W&B run per stage
     assert len(runs) == 2 and any("episodes/greedy" in str(p) for r in runs for p in (r / "files").rglob("*.table.json"))
