@@ -241,7 +241,7 @@ class SelfImprover:
 
     def run(self, resume: bool = False, log: Any = print) -> list[IterationSummary]:
         start = 0
-        if "critic" in self.config.keep.split("+") and self.name != "critique":
+        if "critic" in self.config.keep.split("+") and self.name == "rft":
             log(f"[{self.name}] keep={self.config.keep}: {self.name} has no critic in its loop, so the critic rule "
                 "passes every solution it verifies")
         if self.config.restart == "base":  # the starting weights, before a resume loads later ones
