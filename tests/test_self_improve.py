@@ -190,14 +190,19 @@ def test_keep_critic_drops_the_solutions_the_critic_in_the_loop_flags(tmp_path):
     flawed = ["Step 1: 1*11=15", "Answer: 15"]
     assert keep_rule("critic")(flawed, None) and not keep_rule("arithmetic+critic")(flawed, None)
     level5 = ProblemsConfig(min_steps=5, max_steps=5)
-    kept = {}
+    kept, history = {}, {}
     for rule in ("answer", "critic"):
         actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
                       PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
         config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
         out = tmp_path / rule
-        _run(_improver(config, actor, out, algorithm="critique", problems=level5))
+        history[rule] = _run(_improver(config, actor, out, algorithm="critique", problems=level5))[-1]
         kept[rule] = [json.loads(line) for line in (out / "iter_1" / "kept.jsonl").read_text().splitlines()]
+    # exploration is what the rollouts found, before the rule; what the rule kept is counted beside it
+    assert history["critic"]["exploration"] == history["answer"]["exploration"] > 0
+    assert history["critic"]["diversity"] == history["answer"]["diversity"]
+    assert history["critic"]["kept_problems"] < history["answer"]["kept_problems"]
+    assert history["answer"]["kept_problems"] == history["answer"]["exploration"]
     problems = {p.id: p for p in SelfImprover(_config(problems_per_iteration=48), None, None, tmp_path, level5)
                 ._problems(1)}
     oracle = OracleCritic()

@@ -15,8 +15,8 @@ One iteration, read top to bottom in :meth:`SelfImprover.iteration`:
    rate, or (``restart="base"``, the paper's code) the starting weights on everything kept so far -- and ship
    the new weights to the rollout workers;
 6. measure: held-out greedy accuracy by difficulty, exploration efficiency (share of training problems with a
-   correct trajectory), diversity (distinct correct solutions per problem), tokens, wall time; save a
-   checkpoint and the state needed to resume.
+   correct trajectory, whether ``keep`` kept it or not), diversity (distinct correct solutions per problem),
+   tokens, wall time; save a checkpoint and the state needed to resume.
 
 Training problems carry final answers only (the verifier is the sole judge, as with real data). With
 ``curriculum`` they are drawn from the levels up to the frontier + 1, the frontier being the highest level whose
@@ -297,11 +297,16 @@ class SelfImprover:
         keeps = keep_rule(c.keep)
         verdict = (lambda attempt: attempt.critique) if critique else (lambda attempt: None)
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
+        verified: dict[str, set[tuple[str, ...]]] = defaultdict(set)  # what exploration found, before ``keep``
         refines: dict[tuple[str, tuple[str, ...]], EpisodeRecord] = {}
         for r in drawn:  # the critique of a sample is its first attempt's; of a refinement, its last attempt's
+            if r.first_correct:
+                verified[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
             if r.first_correct and keeps(r.first_steps, verdict(r.attempts[0]) if r.attempts else None):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
         for r in refined:
+            if r.correct:
+                verified[r.problem.metadata["replica_of"]].add(tuple(r.steps))
             if r.correct and keeps(r.steps, verdict(r.attempts[-1])):
                 solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
                 refines.setdefault((r.problem.metadata["replica_of"], tuple(r.steps)), r)
@@ -318,13 +323,14 @@ class SelfImprover:
         self.rates.update(drawn)
         summary = self._measure(i, {
             "problems": len(problems), "generations": generations, "budget": c.budget,
-            "exploration": round(len(solutions) / len(problems), 4),
-            "diversity": round(sum(len(v) for v in solutions.values()) / len(problems), 4),
+            "exploration": round(len(verified) / len(problems), 4),
+            "diversity": round(sum(len(v) for v in verified.values()) / len(problems), 4),
             "tokens": sum(len(g.completion_ids) for r in drawn + refined for g in r.generations),
             "restarts": restarts,
             "extra": {
                 "samples": len(drawn), "refinements": len(refined),
                 "kept": sum(row["kind"] == "solve" for row in rows),
+                "kept_problems": round(len(solutions) / len(problems), 4),  # exploration after ``keep``
                 "refine_examples": sum(row["kind"] == "refine" for row in rows),
                 "levels": sorted({p.difficulty for p in problems}),
                 "exploration_before_refinement": round(
