@@ -113,8 +113,9 @@ def main(argv: list[str] | None = None) -> None:
         results[arm] = measure(arm, actor, args.out, args.critic)
         print(f"[refine_tune] {arm}: {json.dumps(results[arm]['test'])}")
     table = markdown(results)
-    report = {"results": results, "refine_tune": tuning, "problems_per_level": args.problems_per_level, "critic": args.critic,
-          "command": "python benchmarks/refine_tune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+    report = {"results": results, "refine_tune": tuning, "problems_per_level": args.problems_per_level,
+              "critic": args.critic,
+              "command": "python benchmarks/refine_tune.py " + " ".join(argv if argv is not None else sys.argv[1:]),
               "seconds": round(time.perf_counter() - started, 1)}
     target = ROOT / "benchmarks" / "results"
     atomic_write_json(target / f"{args.name}.json", report)
