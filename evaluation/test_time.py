@@ -68,9 +68,10 @@ def refinement_summary(records: Sequence[EpisodeRecord], max_rounds: int) -> dic
     diffs: dict[str, list[list[int]]] = {"refine": [], "keep_first": []}  # per problem, each round less round 0
     for record in records:
         rounds = rounds_of(record, max_rounds)
+        kept = keep_first(rounds)
         by_level[str(record.problem.difficulty)].append([o.correct for o in rounds])
-        kept_by_level[str(record.problem.difficulty)].append([o.correct for o in keep_first(rounds)])
-        for key, outcomes in (("refine", rounds), ("keep_first", keep_first(rounds))):
+        kept_by_level[str(record.problem.difficulty)].append([o.correct for o in kept])
+        for key, outcomes in (("refine", rounds), ("keep_first", kept)):
             diffs[key].append([int(o.correct) - int(rounds[0].correct) for o in outcomes])
         for r in range(1, max_rounds + 1):
             fixes[r] += (not rounds[r - 1].correct) and rounds[r].correct

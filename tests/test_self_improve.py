@@ -24,8 +24,8 @@ CRITICS = {"none": CriticConfig(name="none"), "oracle": CriticConfig(name="oracl
 PROBLEMS = ProblemsConfig(max_steps=4)
 
 
-def _actor():
-    return Actor(HFBackend(ACTOR, threads=2, batch_size=32), PromptTemplate(number_format="reversed"),
+def _actor(path=ACTOR, batch_size=32):
+    return Actor(HFBackend(path, threads=2, batch_size=batch_size), PromptTemplate(number_format="reversed"),
                  SamplingParams(max_new_tokens=160, seed=0))
 
 
@@ -159,8 +159,7 @@ def test_keep_arithmetic_drops_the_right_answers_reached_by_wrong_steps(tmp_path
     level5 = ProblemsConfig(min_steps=5, max_steps=5)
     kept, bench = {}, _benchmark("kept_solutions")
     for rule in ("answer", "arithmetic"):
-        actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
-                      PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
+        actor = _actor(ROOT / "checkpoints" / "tiny-actor-easy", batch_size=64)
         config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
         out = tmp_path / rule / "self_improve" / "rft"  # a pipeline run's layout, for the benchmark below
         _run(_improver(config, actor, out, algorithm="rft", problems=level5))
@@ -192,8 +191,7 @@ def test_keep_critic_drops_the_solutions_the_critic_in_the_loop_flags(tmp_path):
     level5 = ProblemsConfig(min_steps=5, max_steps=5)
     kept, history = {}, {}
     for rule in ("answer", "critic"):
-        actor = Actor(HFBackend(ROOT / "checkpoints" / "tiny-actor-easy", threads=2, batch_size=64),
-                      PromptTemplate(number_format="reversed"), SamplingParams(max_new_tokens=160, seed=0))
+        actor = _actor(ROOT / "checkpoints" / "tiny-actor-easy", batch_size=64)
         config = _config(iterations=1, problems_per_iteration=48, samples_per_problem=4, keep=rule)
         out = tmp_path / rule
         history[rule] = _run(_improver(config, actor, out, algorithm="critique", problems=level5))[-1]

@@ -295,21 +295,19 @@ class SelfImprover:
 
         # 4. keep verified-correct, distinct solutions (and, from refinements, refinement examples)
         keeps = keep_rule(c.keep)
-        verdict = (lambda attempt: attempt.critique) if critique else (lambda attempt: None)
         solutions: dict[str, set[tuple[str, ...]]] = defaultdict(set)
         verified: dict[str, set[tuple[str, ...]]] = defaultdict(set)  # what exploration found, before ``keep``
         refines: dict[tuple[str, tuple[str, ...]], EpisodeRecord] = {}
-        for r in drawn:  # the critique of a sample is its first attempt's; of a refinement, its last attempt's
-            if r.first_correct:
-                verified[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
-            if r.first_correct and keeps(r.first_steps, verdict(r.attempts[0]) if r.attempts else None):
-                solutions[r.problem.metadata["replica_of"]].add(tuple(r.first_steps))
-        for r in refined:
-            if r.correct:
-                verified[r.problem.metadata["replica_of"]].add(tuple(r.steps))
-            if r.correct and keeps(r.steps, verdict(r.attempts[-1])):
-                solutions[r.problem.metadata["replica_of"]].add(tuple(r.steps))
-                refines.setdefault((r.problem.metadata["replica_of"], tuple(r.steps)), r)
+        # each verified solution, with the attempt whose critique judged it: a sample's first, a refinement's last
+        found = [(r, r.first_steps, r.attempts[0] if r.attempts else None, False) for r in drawn if r.first_correct]
+        found += [(r, r.steps, r.attempts[-1], True) for r in refined if r.correct]
+        for r, steps, attempt, refinement in found:
+            pid, steps = r.problem.metadata["replica_of"], tuple(steps)
+            verified[pid].add(steps)
+            if keeps(steps, attempt.critique if critique and attempt else None):
+                solutions[pid].add(steps)
+                if refinement:
+                    refines.setdefault((pid, steps), r)
         by_id = {p.id: p for p in problems}
         rows = [self._row(by_id[pid], steps) for pid in sorted(solutions) for steps in sorted(solutions[pid])]
         if c.refine_examples:
