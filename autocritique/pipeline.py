@@ -25,6 +25,7 @@ from autocritique.flawed import (
     typed_errors,
 )
 from autocritique.refine_filter import refinement_filter
+from core.config import config_from_dict
 from core.critique import Critique
 from core.problem import Problem
 from critics.paper_format import to_sharegpt
@@ -56,13 +57,7 @@ class AutoCritiqueConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AutoCritiqueConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown autocritique key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        d = dict(d)
-        if "kinds" in d:
-            d["kinds"] = tuple(d["kinds"])
-        return cls(**d)
+        return config_from_dict(cls, {**d, "kinds": tuple(d["kinds"])} if "kinds" in d else d, "autocritique")
 
     @property
     def total_problems(self) -> int:

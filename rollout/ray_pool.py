@@ -21,6 +21,7 @@ from typing import Any
 
 from agents.actor import Actor, ActorConfig, build_actor
 from agents.backends import trainable
+from core.config import config_from_dict
 from core.episode import EpisodeRecord
 from core.problem import Problem
 from core.protocols import Critic
@@ -52,10 +53,7 @@ class RayConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> RayConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ray key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(**d)
+        return config_from_dict(cls, d, "ray")
 
 
 def init_ray(config: RayConfig) -> None:

@@ -68,6 +68,24 @@ def test_unknown_key_lists_valid_ones():
         load_config(["+foo=1"])
 
 
+def test_recipe_dicts_are_checked_against_their_config_class():
+    """Recipe files and ``--set`` overrides of the standalone trainers and the Ray spec go through one check."""
+    from agents.tiny import TinyModelConfig
+    from autocritique.pipeline import AutoCritiqueConfig
+    from rollout.ray_pool import RayConfig
+    from trainers.critic_sft import CriticSFTConfig
+    from trainers.sft import ActorSFTConfig
+
+    actor = ActorSFTConfig.from_dict({"max_steps": 7, "model": {"hidden_size": 64}})
+    assert actor.max_steps == 7 and actor.model == TinyModelConfig(hidden_size=64)
+    assert CriticSFTConfig.from_dict({}).model == TinyModelConfig()
+    assert AutoCritiqueConfig.from_dict({"kinds": ["calculation"]}).kinds == ("calculation",)
+    for cls, what in ((ActorSFTConfig, "ActorSFTConfig"), (CriticSFTConfig, "CriticSFTConfig"),
+                      (RayConfig, "ray"), (AutoCritiqueConfig, "autocritique")):
+        with pytest.raises(ValueError, match=rf"unknown {what} key\(s\) \['bogus'\]; valid: \['"):
+            cls.from_dict({"bogus": 1})
+
+
 def test_ppo_settings_are_checked():
     with pytest.raises(ConfigError, match="self_improve.ppo.envs must be >= 1, got 0"):
         load_config(["self_improve.ppo.envs=0"])

@@ -34,6 +34,7 @@ from typing import Any
 from agents.backends import resolve_model
 from agents.prompts import ChatTemplate, PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer, expand_depth
+from core.config import config_from_dict
 from core.critique import Critique, to_paper_text
 from critics.model_critic import model_lines, model_text
 from critics.paper_format import RowFormatError, from_refinement_row, from_row, read_rows
@@ -82,12 +83,7 @@ class CriticSFTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CriticSFTConfig:
-        d = dict(d)
-        model = TinyModelConfig(**d.pop("model", {}))
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown CriticSFTConfig key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(model=model, **d)
+        return config_from_dict(cls, d, "CriticSFTConfig", model=TinyModelConfig)
 
 
 def train_tiny_critic(config: CriticSFTConfig, rows: list[dict[str, Any]], out_dir: str | Path,

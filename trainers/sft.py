@@ -19,6 +19,7 @@ from typing import Any
 
 from agents.prompts import PromptTemplate
 from agents.tiny import TinyModelConfig, build_tiny_model, build_tokenizer
+from core.config import config_from_dict
 from core.episode import Attempt
 from core.progress import show_progress
 from critics.oracle import OracleCritic
@@ -65,12 +66,7 @@ class ActorSFTConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ActorSFTConfig:
-        d = dict(d)
-        model = TinyModelConfig(**d.pop("model", {}))
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown ActorSFTConfig key(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}")
-        return cls(model=model, **d)
+        return config_from_dict(cls, d, "ActorSFTConfig", model=TinyModelConfig)
 
 
 def with_lora(model: Any, r: int, alpha: int, dropout: float = 0.0, target_modules: str | list[str] = "all-linear") -> Any:
