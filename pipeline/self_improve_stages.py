@@ -8,6 +8,7 @@ algorithm may name.
 from __future__ import annotations
 
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any
 
 from agents.actor import Actor
@@ -21,7 +22,7 @@ from pipeline.config import ConfigError
 from pipeline.context import Run
 from rollout.ray_pool import LocalRolloutRunner, RayRolloutPool, WorkerSpec
 from trainers.registry import ALGORITHMS
-from trainers.self_improve import SelfImproveConfig
+from trainers.self_improve import ResumeMismatch, SelfImproveConfig
 
 __all__ = ["self_improve"]
 
@@ -38,9 +39,22 @@ def _critic_settings(run: Run) -> dict[str, CriticConfig]:
     return out
 
 
-def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], checkpoint: str | None = None) -> RolloutRunner:
+def _context(run: Run, actor: Actor, env: dict[str, Any], critic: CriticConfig | None) -> dict[str, Any]:
+    """What else decides an iteration's numbers, for the resume check: the environment, the actor's sampling and
+    batch (rows share random draws by slot), the critic in the loop. A path inside the run folder is kept relative
+    to it, so a copied run folder still resumes."""
+    out: dict[str, Any] = {"env": env, "sampling": asdict(actor.sampling), "batch_size": run.cfg.actor.batch_size}
+    if critic is not None:
+        settings = {k: v for k, v in asdict(critic).items() if k != "threads"}  # threads follow the Ray spec
+        if settings["model"] and Path(settings["model"]).resolve().is_relative_to(run.dir.resolve()):
+            settings["model"] = str(Path(settings["model"]).resolve().relative_to(run.dir.resolve()))
+        out["critic"] = settings
+    return out
+
+
+def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], env: dict[str, Any],
+            checkpoint: str | None = None) -> RolloutRunner:
     r, a = run.cfg.ray, run.cfg.actor
-    env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     if not r.enabled:
         return LocalRolloutRunner(actor, critics, env=env, batch_size=a.batch_size, seed=run.seed)
     spec = WorkerSpec(checkpoint or run.actor_checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
@@ -58,16 +72,20 @@ def self_improve(run: Run, s: SelfImproveConfig) -> dict[str, Any]:
         raise ConfigError(f"self_improve.critic={s.critic!r} is not available; have {sorted(critics)} "
                           "(a trained critic needs the critic_training stage)")
     checkpoint = repo_path(s.actor) if s.actor else run.actor_checkpoint  # checked by pipeline/checks.py
+    env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     histories: dict[str, list[dict[str, Any]]] = {}
     for name, entry in entries.items():
         actor = run.actor(checkpoint)  # every algorithm starts here
-        runner = _runner(run, actor, critics, checkpoint)
+        runner = _runner(run, actor, critics, env, checkpoint)
+        context = _context(run, actor, env, critics[s.critic] if entry.uses_critic else None)
         try:
             trainer = entry.cls(s, runner, actor, run.dir / "self_improve" / name, run.cfg.problems, algorithm=name,
-                                seed=run.seed)
+                                seed=run.seed, context=context)
             trainer.on_records = lambda key, records, name=name: run.tracker.table(
                 f"episodes/{name}/{key}", EPISODE_COLUMNS, episode_rows(records[: s.table_episodes]))
             histories[name] = [h.to_dict() for h in trainer.run(resume=run.cfg.resume)]
+        except ResumeMismatch as err:
+            raise ConfigError(f"resume=true: {err}") from err
         finally:
             runner.shutdown()
     tables = self_improve_tables(histories)

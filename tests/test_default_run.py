@@ -120,3 +120,16 @@ def test_train_py_runs_the_default_stages(default_run):
     logged = b"".join(f.read_bytes() for r in runs for f in r.glob("run-*.wandb"))
     for artifact in (b"critique-data", b"critic", b"self-improve-critique-iter-1", b"self-talk", b"rft/heldout"):
         assert artifact in logged, artifact
+
+
+def test_resuming_self_improve_under_another_critic_gate_is_refused_by_name(default_run):
+    proc, run_dir, _ = default_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    context = json.loads((run_dir / "self_improve" / "critique" / "iter_1" / "state.json").read_text())["config"]["context"]
+    assert context["critic"]["name"] == "model_likelihood" and context["critic"]["accept_probability"] == 0.1
+    assert context["critic"]["model"] == "critic"  # the run's own critic, relative to the run folder
+    again = subprocess.run([sys.executable, str(ROOT / "train.py"), f"run_dir={run_dir}", *SMALL, "stages=[self_improve]",
+                            "rerun=[self_improve]", "resume=true", "critic.accept_probability=0.03"],
+                           cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode != 0
+    assert "context.critic.accept_probability: 0.1 then, 0.03 now" in again.stderr + again.stdout, again.stderr[-3000:]

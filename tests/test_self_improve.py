@@ -40,8 +40,10 @@ def _config(**kw):
     return SelfImproveConfig(**{**PLAIN, **base, **kw})
 
 
-def _improver(config, actor, out, algorithm="critique", problems=PROBLEMS, runner=None, cls=SelfImprover):
-    return cls(config, runner or LocalRolloutRunner(actor, CRITICS), actor, out, problems, algorithm=algorithm)
+def _improver(config, actor, out, algorithm="critique", problems=PROBLEMS, runner=None, cls=SelfImprover,
+              context=None):
+    return cls(config, runner or LocalRolloutRunner(actor, CRITICS), actor, out, problems, algorithm=algorithm,
+               context=context)
 
 
 def _timeless(history):
@@ -245,13 +247,15 @@ def test_a_finished_run_is_extended_by_more_iterations_to_the_numbers_of_a_longe
     # a state written before the config gained a key is the same config while that key is at its default
     state_file = tmp_path / "run" / "iter_2" / "state.json"
     state = json.loads(state_file.read_text())
-    del state["config"]["problems"]["distractors"], state["config"]["renumber_steps"]
+    del state["config"]["problems"]["distractors"], state["config"]["renumber_steps"], state["config"]["context"]
     state_file.write_text(json.dumps(state))
-    with pytest.raises(ValueError, match="another config"):
+    with pytest.raises(ValueError, match=r"another config \(problems.distractors: '\(unset\)' then, 1 now\)"):
         _run(_improver(_config(iterations=3), _actor(), tmp_path / "run", problems=replace(PROBLEMS, distractors=1)),
              resume=True)
     messages = []
-    extended = _improver(_config(iterations=3), _actor(), tmp_path / "run")
+    # a state that does not record the settings outside self_improve (the context) resumes under any
+    gate = lambda p: {"critic": {"name": "model_likelihood", "accept_probability": p}}  # noqa: E731
+    extended = _improver(_config(iterations=3), _actor(), tmp_path / "run", context=gate(0.1))
     assert _timeless([h.to_dict() for h in extended.run(resume=True, log=messages.append)]) == longer
     assert "resumed after iteration 2" in messages[0] and "iteration 3:" in messages[1]
     # fewer iterations than were run take up that iteration's state and run nothing
@@ -259,6 +263,9 @@ def test_a_finished_run_is_extended_by_more_iterations_to_the_numbers_of_a_longe
     assert _timeless([h.to_dict() for h in shorter.run(resume=True, log=lambda *_: None)]) == longer[:2]
     with pytest.raises(ValueError, match="only self_improve.iterations may change"):
         _run(_improver(_config(iterations=4, sft_steps=3), _actor(), tmp_path / "run"), resume=True)
+    # one that does is held to them: another critic gate is another run
+    with pytest.raises(ValueError, match=r"context.critic.accept_probability: 0.1 then, 0.03 now"):
+        _run(_improver(_config(iterations=4), _actor(), tmp_path / "run", context=gate(0.03)), resume=True)
 
 
 def test_ray_worker_killed_mid_iteration_is_replaced_and_the_rollout_completes():

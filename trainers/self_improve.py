@@ -32,7 +32,7 @@ import random
 import shutil
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -53,7 +53,7 @@ from rewards.steps import check_step
 from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
 from trainers.sft import recipe_examples, refinement_example, sft_train, with_lora
 
-__all__ = ["GRPOSettings", "SelfImproveConfig", "SelfImprover", "allocate", "keep_rule", "PassRates"]
+__all__ = ["GRPOSettings", "PassRates", "ResumeMismatch", "SelfImproveConfig", "SelfImprover", "allocate", "keep_rule"]
 
 
 @dataclass
@@ -225,9 +225,13 @@ class SelfImprover:
     and writes one folder per iteration. Subclasses (GRPO) replace :meth:`iteration` and share the rest."""
 
     def __init__(self, config: SelfImproveConfig, runner: RolloutRunner, actor: Actor, out_dir: str | Path,
-                 problems: ProblemsConfig, algorithm: str = "critique", seed: int = 0):
+                 problems: ProblemsConfig, algorithm: str = "critique", seed: int = 0,
+                 context: Mapping[str, Any] | None = None):
+        """``context``: the settings outside ``config`` that decide an iteration's numbers (the critic in the loop,
+        the environment, the actor's sampling), JSON-able; a resume must find them unchanged too."""
         self.config, self.runner, self.actor = config, runner, actor
         self.problems, self.seed = problems, seed
+        self.context = json.loads(json.dumps(dict(context or {})))
         self.name = algorithm
         self.out_dir = Path(out_dir)
         self.rates = PassRates()
@@ -429,7 +433,8 @@ class SelfImprover:
 
     def _state_config(self) -> dict[str, Any]:
         """What a resumed run must match: the algorithm, its settings, the problems and the seed."""
-        return {"algorithm": self.name, **asdict(self.config), "problems": asdict(self.problems), "seed": self.seed}
+        return {"algorithm": self.name, **asdict(self.config), "problems": asdict(self.problems), "seed": self.seed,
+                "context": self.context}
 
     def _save(self, i: int, summary: IterationSummary) -> None:
         self.history.append(summary)
@@ -455,9 +460,12 @@ class SelfImprover:
         ignore = lambda config: {k: v for k, v in config.items() if k != "iterations"}  # noqa: E731
         defaults = {**asdict(SelfImproveConfig()), "problems": asdict(ProblemsConfig())}
         current = _known_to(state["config"], json.loads(json.dumps(self._state_config())), defaults)
-        if ignore(state["config"]) != ignore(current):
-            raise ValueError(f"{folder}/state.json was written with another config; resume needs the same one "
-                             "(only self_improve.iterations may change)")
+        if "context" not in state["config"]:  # written before the context was recorded: not checked
+            current.pop("context")
+        changed = _differences(ignore(state["config"]), ignore(current))
+        if changed:
+            raise ResumeMismatch(f"{folder}/state.json was written with another config ({'; '.join(changed)}); resume "
+                             "needs the same one (only self_improve.iterations may change)")
         loaded = AutoModelForCausalLM.from_pretrained(folder / "model")
         model, _ = trainable(self.actor.backend)
         model.load_state_dict(loaded.state_dict())
@@ -467,6 +475,10 @@ class SelfImprover:
         if self.config.restart == "base" or self.config.accumulate:  # every row kept so far, for the next fine-tune
             self.kept = [row for n, _ in done for _, row in read_jsonl(self.out_dir / f"iter_{n}" / "kept.jsonl")]
         return last
+
+
+class ResumeMismatch(ValueError):
+    """A run asked to resume under settings other than those its saved iterations were made with."""
 
 
 def finished_iterations(out_dir: Path) -> list[tuple[int, Path]]:
@@ -486,6 +498,14 @@ def _known_to(stored: dict[str, Any], current: dict[str, Any], defaults: dict[st
             value = _known_to(stored[key], value, defaults.get(key) or {})
         out[key] = value
     return out
+
+
+def _differences(stored: Any, current: Any, key: str = "") -> list[str]:
+    """Each dotted key whose value differs, with both values (a key one side lacks counts as changed)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        return [d for k in sorted(set(stored) | set(current), key=str)
+                for d in _differences(stored.get(k, "(unset)"), current.get(k, "(unset)"), f"{key}.{k}" if key else k)]
+    return [] if stored == current else [f"{key}: {stored!r} then, {current!r} now"]
 
 
 def _by_level(problems: Sequence[Problem], counts: Sequence[int]) -> dict[str, float]:
