@@ -17,7 +17,7 @@ from core.registry import RegistryError
 from critics.registry import CRITICS, CriticConfig
 from evaluation.report import self_improve_tables
 from evaluation.tracking import EPISODE_COLUMNS, episode_rows
-from pipeline.checkpoints import repo_path
+from pipeline.checkpoints import REPO, repo_path
 from pipeline.config import ConfigError
 from pipeline.context import Run
 from rollout.ray_pool import LocalRolloutRunner, RayRolloutPool, WorkerSpec
@@ -41,13 +41,17 @@ def _critic_settings(run: Run) -> dict[str, CriticConfig]:
 
 def _context(run: Run, actor: Actor, env: dict[str, Any], critic: CriticConfig | None) -> dict[str, Any]:
     """What else decides an iteration's numbers, for the resume check: the environment, the actor's sampling and
-    batch (rows share random draws by slot), the critic in the loop. A path inside the run folder is kept relative
-    to it, so a copied run folder still resumes."""
+    batch (rows share random draws by slot), the critic in the loop. A critique model inside the run folder or
+    the repository is named relative to it, so a copied run folder or another clone still resumes."""
     out: dict[str, Any] = {"env": env, "sampling": asdict(actor.sampling), "batch_size": run.cfg.actor.batch_size}
     if critic is not None:
         settings = {k: v for k, v in asdict(critic).items() if k != "threads"}  # threads follow the Ray spec
-        if settings["model"] and Path(settings["model"]).resolve().is_relative_to(run.dir.resolve()):
-            settings["model"] = str(Path(settings["model"]).resolve().relative_to(run.dir.resolve()))
+        if settings["model"] and Path(settings["model"]).exists():
+            model = Path(settings["model"]).resolve()
+            for base in (Path(run.dir).resolve(), REPO):
+                if model.is_relative_to(base):
+                    settings["model"] = str(model.relative_to(base))
+                    break
         out["critic"] = settings
     return out
 
