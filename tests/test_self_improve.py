@@ -499,3 +499,32 @@ def test_the_benchmark_reruns_a_cached_run_whose_resolved_settings_differ(tmp_pa
     results.write_text(json.dumps(stale))
     bench.run_one(4, 0, ["rft"], [], tmp_path)
     assert runs == [180, 180]
+
+
+def test_a_fork_takes_up_another_runs_iteration_and_goes_on_under_its_own_acc(tmp_path):
+    _acc = lambda **kw: _config(accumulate=True, **kw)  # noqa: E731  (each fine-tune sees every row kept so far)
+    run = tmp_path / "run"  # a run folder: each algorithm's iterations in self_improve/<algorithm>/
+    source = _timeless(_run(_improver(_acc(iterations=2), _actor(), run / "self_improve" / "critique")))
+    # nothing changed: a fork at iteration 1 is that run resumed there, to the same numbers
+    fork = _improver(_acc(iterations=2, fork_from=str(run), fork_iteration=1), _actor(), tmp_path / "same")
+    messages = []
+    assert _timeless([h.to_dict() for h in fork.run(log=messages.append)]) == source
+    assert "forked from iteration 1" in messages[0] and "resumed after iteration 1" in messages[1]
+    assert (tmp_path / "same" / "iter_1" / "kept.jsonl").read_text() == \
+        (run / "self_improve" / "critique" / "iter_1" / "kept.jsonl").read_text()
+    assert len(fork.kept) == sum(h["kept"] for h in source[1:])  # the branch fine-tunes on the source's rows too
+    # another setting from iteration 2 on: the past is the source's, the state records the fork
+    branch = _improver(_acc(iterations=2, sft_steps=3, fork_from=str(run), fork_iteration=1), _actor(),
+                       tmp_path / "branch")
+    history = _timeless(_run(branch))
+    assert history[:2] == source[:2] and len(history) == 3
+    state = json.loads((tmp_path / "branch" / "iter_2" / "state.json").read_text())
+    assert state["config"]["sft_steps"] == 3 and state["config"]["fork_iteration"] == 1
+    with pytest.raises(ValueError, match=r"sft_steps: 3 then, 60 now"):  # its own iterations are held to it
+        _run(_improver(_acc(iterations=3, sft_steps=60, fork_from=str(run), fork_iteration=1), _actor(),
+                       tmp_path / "branch"), resume=True)
+    with pytest.raises(ValueError, match=r"rft/iter_2 is not a finished iteration of rft"):
+        _run(_improver(_acc(iterations=3, fork_from=str(run), fork_iteration=2), _actor(), tmp_path / "x",
+                       algorithm="rft"))
+    with pytest.raises(ValueError, match=r"fork_iteration must be in \[1, iterations=2\]"):
+        _acc(iterations=2, fork_from=str(run), fork_iteration=3)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import shutil
 import time
@@ -147,6 +148,8 @@ class SelfImproveConfig:
     max_length: int = 320
     eval_problems_per_level: int = 12
     eval_split: str = "test"          # the held-out measurement's split (train: for choosing settings)
+    fork_from: str | None = None      # a run folder: start from its iterations 1..fork_iteration (copied) and go on
+    fork_iteration: int = 0           # under this config, any setting changed (a branch of that run at that point)
     table_episodes: int = 40          # episodes per iteration (explored, held-out) logged as W&B tables
     grpo: GRPOSettings = field(default_factory=GRPOSettings)
     ppo: PPOSettings = field(default_factory=PPOSettings)
@@ -165,6 +168,9 @@ class SelfImproveConfig:
         keep_rule(self.keep)
         if self.eval_split not in ("test", "train"):
             raise ValueError(f"eval_split must be 'test' or 'train', got {self.eval_split!r}")
+        if self.fork_from is not None and not 1 <= self.fork_iteration <= self.iterations:
+            raise ValueError(f"fork_iteration must be in [1, iterations={self.iterations}] with fork_from, "
+                             f"got {self.fork_iteration}")
 
     @property
     def budget(self) -> int:
@@ -251,13 +257,16 @@ class SelfImprover:
         if self.config.restart == "base":  # the starting weights, before a resume loads later ones
             model = trainable(self.actor.backend)[0]
             self._base = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        if resume:
+        if not resume and self.out_dir.exists() and any(self.out_dir.glob("iter_*")):
+            log(f"[{self.name}] starting over: removing the iterations in {self.out_dir} (resume=true continues them)")
+            shutil.rmtree(self.out_dir)
+        if self.config.fork_from:
+            self._fork()
+            log(f"[{self.name}] forked from iteration {self.config.fork_iteration} of {self.config.fork_from}")
+        if resume or self.config.fork_from:
             start = self._resume()
             if start:
                 log(f"[{self.name}] resumed after iteration {start}")
-        elif self.out_dir.exists() and any(self.out_dir.glob("iter_*")):
-            log(f"[{self.name}] starting over: removing the iterations in {self.out_dir} (resume=true continues them)")
-            shutil.rmtree(self.out_dir)
         if start == 0 and not self.history:
             self.history.append(self._measure(0, {}, time.perf_counter()))
         for i in range(start + 1, self.config.iterations + 1):
@@ -463,9 +472,9 @@ class SelfImprover:
         if "context" not in state["config"]:  # written before the context was recorded: not checked
             current.pop("context")
         changed = _differences(ignore(state["config"]), ignore(current))
-        if changed:
-            raise ResumeMismatch(f"{folder}/state.json was written with another config ({'; '.join(changed)}); resume "
-                             "needs the same one (only self_improve.iterations may change)")
+        if changed and last > (self.config.fork_iteration if self.config.fork_from else 0):  # a fork's own iterations
+            raise ResumeMismatch(f"{folder}/state.json was written with another config ({'; '.join(changed)}); "
+                                 "resume needs the same one (only self_improve.iterations may change)")
         loaded = AutoModelForCausalLM.from_pretrained(folder / "model")
         model, _ = trainable(self.actor.backend)
         model.load_state_dict(loaded.state_dict())
@@ -475,6 +484,32 @@ class SelfImprover:
         if self.config.restart == "base" or self.config.accumulate:  # every row kept so far, for the next fine-tune
             self.kept = [row for n, _ in done for _, row in read_jsonl(self.out_dir / f"iter_{n}" / "kept.jsonl")]
         return last
+
+    def _fork(self) -> None:
+        """Copy this algorithm's iterations 1..fork_iteration of the run in ``fork_from`` into this run's folder
+        (each whole or not at all; files hard-linked where the file system allows, as nothing rewrites them), for
+        :meth:`_resume` to take up: what they kept, their weights, pass rates and history are the branch's past,
+        and its later iterations run under this config."""
+        source = Path(self.config.fork_from) / "self_improve" / self.name
+        k = self.config.fork_iteration
+        if not (source / f"iter_{k}" / "state.json").exists():
+            raise ResumeMismatch(f"self_improve.fork_from: {source}/iter_{k} is not a finished iteration of "
+                                 f"{self.name} (fork_iteration={k})")
+        for n in range(1, k + 1):
+            target = self.out_dir / f"iter_{n}"
+            if not (target / "state.json").exists():
+                partial = self.out_dir / f".fork_iter_{n}"
+                shutil.rmtree(partial, ignore_errors=True)
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(source / f"iter_{n}", partial, copy_function=_link_or_copy)
+                partial.rename(target)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
 
 
 class ResumeMismatch(ValueError):
