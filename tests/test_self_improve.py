@@ -501,7 +501,7 @@ def test_the_benchmark_reruns_a_cached_run_whose_resolved_settings_differ(tmp_pa
     assert runs == [180, 180]
 
 
-def test_a_fork_takes_up_another_runs_iteration_and_goes_on_under_its_own_acc(tmp_path):
+def test_a_fork_takes_up_another_runs_iteration_and_goes_on_under_its_own_config(tmp_path):
     _acc = lambda **kw: _config(accumulate=True, **kw)  # noqa: E731  (each fine-tune sees every row kept so far)
     run = tmp_path / "run"  # a run folder: each algorithm's iterations in self_improve/<algorithm>/
     source = _timeless(_run(_improver(_acc(iterations=2), _actor(), run / "self_improve" / "critique")))
