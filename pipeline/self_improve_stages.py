@@ -56,9 +56,12 @@ def _context(run: Run, actor: Actor, env: dict[str, Any], critic: CriticConfig |
     return out
 
 
-def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], env: dict[str, Any],
-            checkpoint: str | None = None) -> RolloutRunner:
-    r, a = run.cfg.ray, run.cfg.actor
+def _env(run: Run) -> dict[str, Any]:
+    return asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
+
+
+def _runner(run: Run, actor: Actor, critics: dict[str, CriticConfig], checkpoint: str | None = None) -> RolloutRunner:
+    r, a, env = run.cfg.ray, run.cfg.actor, _env(run)
     if not r.enabled:
         return LocalRolloutRunner(actor, critics, env=env, batch_size=a.batch_size, seed=run.seed)
     spec = WorkerSpec(checkpoint or run.actor_checkpoint, a, actor.sampling, critics, env, a.batch_size, r.threads_per_worker,
@@ -76,12 +79,11 @@ def self_improve(run: Run, s: SelfImproveConfig) -> dict[str, Any]:
         raise ConfigError(f"self_improve.critic={s.critic!r} is not available; have {sorted(critics)} "
                           "(a trained critic needs the critic_training stage)")
     checkpoint = repo_path(s.actor) if s.actor else run.actor_checkpoint  # checked by pipeline/checks.py
-    env = asdict(run.env_config(action_unit="solution"))  # the run's env settings; each rollout sets its rounds
     histories: dict[str, list[dict[str, Any]]] = {}
     for name, entry in entries.items():
         actor = run.actor(checkpoint)  # every algorithm starts here
-        runner = _runner(run, actor, critics, env, checkpoint)
-        context = _context(run, actor, env, critics[s.critic] if entry.uses_critic else None)
+        runner = _runner(run, actor, critics, checkpoint)
+        context = _context(run, actor, _env(run), critics[s.critic] if entry.uses_critic else None)
         try:
             trainer = entry.cls(s, runner, actor, run.dir / "self_improve" / name, run.cfg.problems, algorithm=name,
                                 seed=run.seed, context=context)
