@@ -51,7 +51,7 @@ from envs.registry import ProblemsConfig, problems_for
 from evaluation.metrics import accuracy_by_difficulty
 from rewards.answer import renumber_steps
 from rewards.steps import check_step
-from storage import atomic_write_json, atomic_write_jsonl, read_jsonl
+from storage import atomic_directory, atomic_write_json, atomic_write_jsonl, read_jsonl
 from trainers.sft import recipe_examples, refinement_example, sft_train, with_lora
 
 __all__ = ["GRPOSettings", "PassRates", "ResumeMismatch", "SelfImproveConfig", "SelfImprover", "allocate", "keep_rule"]
@@ -498,11 +498,8 @@ class SelfImprover:
         for n in range(1, k + 1):
             target = self.out_dir / f"iter_{n}"
             if not (target / "state.json").exists():
-                partial = self.out_dir / f".fork_iter_{n}"
-                shutil.rmtree(partial, ignore_errors=True)
-                shutil.rmtree(target, ignore_errors=True)
-                shutil.copytree(source / f"iter_{n}", partial, copy_function=_link_or_copy)
-                partial.rename(target)
+                with atomic_directory(target) as tmp:
+                    shutil.copytree(source / f"iter_{n}", tmp, dirs_exist_ok=True, copy_function=_link_or_copy)
 
 
 def _link_or_copy(src: str, dst: str) -> None:
